@@ -1,0 +1,1 @@
+"""Baton's shared library: contracts, adapters and the pure handoff core."""

@@ -1,0 +1,29 @@
+"""RabbitMQ through aio-pika: topology, confirmed publishing, and settled consuming."""
+
+from baton.broker.connection import Broker, BrokerUnavailable, PublishFailed
+from baton.broker.consumer import Delivery, Duplicate, Poison
+from baton.broker.topology import (
+    COMMANDS,
+    DLX,
+    EVENTS,
+    QUEUES,
+    WEBHOOKS,
+    QueueSpec,
+    dead_letter_queue,
+)
+
+__all__ = [
+    "COMMANDS",
+    "DLX",
+    "EVENTS",
+    "QUEUES",
+    "WEBHOOKS",
+    "Broker",
+    "BrokerUnavailable",
+    "Delivery",
+    "Duplicate",
+    "Poison",
+    "PublishFailed",
+    "QueueSpec",
+    "dead_letter_queue",
+]

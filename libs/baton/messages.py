@@ -1,0 +1,233 @@
+"""Messages that travel on the broker: commands (imperative) and events (past tense).
+
+Every message is a frozen pydantic model. The envelope (message_id, correlation_id,
+occurred_at, type, version) travels in the AMQP properties; the body is the model's JSON.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from baton.types import Author, ConversationId, Mode, PhoneNumberId, WaId, Wamid
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    """Base of every broker message; `TYPE` names it on the wire."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    TYPE: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+
+
+# --- from ingest -------------------------------------------------------------------
+
+
+class WebhookChange(Message):
+    """One `entry[].changes[]` item of a Meta webhook, exactly as received."""
+
+    TYPE: ClassVar[str] = "webhook.change"
+    entry_id: str
+    field: str
+    value: dict[str, Any]
+    received_at: datetime
+
+
+# --- router -> bot -------------------------------------------------------------------
+
+
+class BurstMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    wamid: Wamid
+    type: str
+    text: str  # text body, caption or a short "[image]"-style rendering
+    timestamp: datetime
+
+
+class AskBot(Message):
+    """Ask the bot to answer a debounced burst, under the conversation's current epoch."""
+
+    TYPE: ClassVar[str] = "bot.ask"
+    request_id: str = Field(default_factory=new_id)
+    conversation_id: ConversationId
+    phone_number_id: PhoneNumberId
+    wa_id: WaId
+    epoch: int
+    messages: tuple[BurstMessage, ...]
+
+
+# --- bot -> router -------------------------------------------------------------------
+
+
+class RequestHandoff(Message):
+    """The bot gives the conversation to a human (keywords, tool call, failures, LLM down)."""
+
+    TYPE: ClassVar[str] = "router.request_handoff"
+    conversation_id: ConversationId
+    phone_number_id: PhoneNumberId
+    wa_id: WaId
+    epoch: int
+    reason: str
+    summary: str = ""
+
+
+# --- anyone -> outbox ----------------------------------------------------------------
+
+
+class SendText(Message):
+    """Send a text to a customer. Bot-authored sends are fenced on (mode=bot, epoch)."""
+
+    TYPE: ClassVar[str] = "outbox.send_text"
+    idempotency_key: str
+    conversation_id: ConversationId
+    phone_number_id: PhoneNumberId
+    to: WaId
+    body: str
+    author: Author
+    epoch: int | None = None  # required when author is BOT
+    agent_id: str | None = None
+    reply_to: Wamid | None = None
+    request_id: str | None = None  # the AskBot this answers, for tracing
+
+
+# --- events (outbox/router -> whoever listens: console SSE, metrics) ---------------------
+
+
+class MessageSent(Message):
+    TYPE: ClassVar[str] = "event.message_sent"
+    idempotency_key: str
+    conversation_id: ConversationId
+    phone_number_id: PhoneNumberId
+    wamid: Wamid
+    author: Author
+
+
+class SendFailed(Message):
+    TYPE: ClassVar[str] = "event.send_failed"
+    idempotency_key: str
+    conversation_id: ConversationId
+    phone_number_id: PhoneNumberId
+    author: Author
+    error_code: int | None
+    reason: str
+
+
+class ReplyFenced(Message):
+    TYPE: ClassVar[str] = "event.reply_fenced"
+    idempotency_key: str
+    conversation_id: ConversationId
+    phone_number_id: PhoneNumberId
+    reply_epoch: int | None
+    reason: str
+
+
+# --- handoff (issue 3): bot -> router, and conversation events for agents ---------------
+
+
+class BotTurnFinished(Message):
+    """The bot finished answering a request; sent after its reply (if any) was published."""
+
+    TYPE: ClassVar[str] = "router.bot_turn_finished"
+    request_id: str
+    conversation_id: ConversationId
+    phone_number_id: PhoneNumberId
+    wa_id: WaId
+    epoch: int
+    reply_count: int = 0  # messages published for this request; 0 = it chose to stay silent
+
+
+class ConversationEvent(Message):
+    """Base of the `event.conversation.*` events: what changed in one conversation, and when."""
+
+    conversation_id: ConversationId
+    phone_number_id: PhoneNumberId
+    wa_id: WaId
+    at: datetime  # the router's (or console's) clock when it happened
+
+
+class ModeChanged(ConversationEvent):
+    """Who holds the conversation changed (the epoch moved with it)."""
+
+    TYPE: ClassVar[str] = "event.conversation.mode_changed"
+    from_mode: Mode
+    to_mode: Mode
+    epoch: int
+    cause: str  # baton.handoff.Cause: agent_takeover, bot_handoff, owner_echo, pause_expired …
+    actor: str | None = None  # the agent who caused it, if any
+    assignee: str | None = None
+    reason: str | None = None  # the bot's handoff reason
+    summary: str | None = None  # the bot's handoff summary for the agent
+    paused_until: datetime | None = None
+
+
+class AssigneeChanged(ConversationEvent):
+    """Another agent holds the conversation (mode stays human)."""
+
+    TYPE: ClassVar[str] = "event.conversation.assignee_changed"
+    assignee: str | None
+    previous: str | None = None
+    actor: str | None = None
+
+
+class CustomerWaiting(ConversationEvent):
+    """A customer wrote while a human (agent or owner) holds the conversation."""
+
+    TYPE: ClassVar[str] = "event.conversation.customer_waiting"
+    wamid: Wamid
+    mode: Mode
+    assignee: str | None = None
+    waiting_since: datetime | None = None
+
+
+class MessageReceived(ConversationEvent):
+    """A live message was stored: from the customer, or the owner's echo (author `app`)."""
+
+    TYPE: ClassVar[str] = "event.conversation.message_received"
+    wamid: Wamid
+    author: Author  # customer or app
+    type: str  # WhatsApp type; "command" for an owner command echo (#bot, #pause 3h)
+    body: str
+    sent_at: datetime  # WhatsApp's timestamp
+    mode: Mode  # who holds the conversation after this message
+
+
+class MessageStatusChanged(ConversationEvent):
+    """WhatsApp reported a delivery status for a message we sent."""
+
+    TYPE: ClassVar[str] = "event.conversation.message_status"
+    wamid: Wamid
+    status: str  # sent, delivered, read, played, failed
+    error_code: int | None = None
+
+
+class NoticeSkipped(ConversationEvent):
+    """A notice to the customer was due but not sent (disabled, or the 24 h window closed)."""
+
+    TYPE: ClassVar[str] = "event.conversation.notice_skipped"
+    kind: str  # takeover, back_to_bot, busy
+    reason: str  # disabled, customer_window_closed
+
+
+# --- outbox (issue 4): coordination between outbox replicas -------------------------------
+
+
+class OutboxNumberAnnounced(Message):
+    """The outbox declared a business number's send queue: every replica subscribes to it.
+
+    Published on `baton.events` with its TYPE as routing key, outside `event.#`: it is
+    plumbing between outbox replicas, not something agents see.
+    """
+
+    TYPE: ClassVar[str] = "outbox.number_announced"
+    phone_number_id: PhoneNumberId
