@@ -1,0 +1,50 @@
+"""A WhatsApp Cloud API simulator on loopback, and builders of Meta-shaped webhooks.
+
+async with running_simulator() as sim:
+    graph = GraphClient(sim.base_url, sim.config.token)
+    ...
+    assert sim.accepted(to="5511999990000")
+"""
+
+from tests.fakes.whatsapp.config import (
+    DEV_ACCESS_TOKEN,
+    DEV_APP_SECRET,
+    ConfigUpdate,
+    NumberConfig,
+    PairRate,
+    SimConfig,
+)
+from tests.fakes.whatsapp.control import SimulatorClient
+from tests.fakes.whatsapp.faults import Endpoint, Fault, FaultKind
+from tests.fakes.whatsapp.records import (
+    Outcome,
+    ReadReceipt,
+    SentMessage,
+    Stats,
+    SyncRequest,
+    WebhookDelivery,
+)
+from tests.fakes.whatsapp.server import Simulator, running_simulator, serve_forever, serving
+
+__all__ = [
+    "DEV_ACCESS_TOKEN",
+    "DEV_APP_SECRET",
+    "ConfigUpdate",
+    "Endpoint",
+    "Fault",
+    "FaultKind",
+    "NumberConfig",
+    "Outcome",
+    "PairRate",
+    "ReadReceipt",
+    "SentMessage",
+    "SimConfig",
+    "Simulator",
+    "SimulatorClient",
+    "Stats",
+    "SyncRequest",
+    "WebhookDelivery",
+    "running_simulator",
+    "serve_forever",
+    "serving",
+]

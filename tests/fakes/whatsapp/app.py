@@ -1,0 +1,153 @@
+"""The simulator's HTTP face: Graph API routes as Meta answers them, plus `/_sim/` controls."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from tests.fakes.whatsapp.config import ConfigUpdate, NumberConfig, SimConfig
+from tests.fakes.whatsapp.faults import Fault
+from tests.fakes.whatsapp.records import (
+    Outcome,
+    ReadReceipt,
+    SentMessage,
+    Stats,
+    SyncRequest,
+    WebhookDelivery,
+)
+from tests.fakes.whatsapp.runtime import SimRuntime
+from tests.fakes.whatsapp.state import Reply
+
+
+def create_app(runtime: SimRuntime) -> FastAPI:
+    """Build the ASGI app around one runtime."""
+    app = FastAPI(
+        title="WhatsApp Cloud API simulator", docs_url=None, redoc_url=None, openapi_url=None
+    )
+    # Registered first: "/_sim/messages" would otherwise match "/{version}/{phone_number_id}".
+    app.include_router(_control_routes(runtime))
+
+    @app.post("/{version}/{phone_number_id}/messages")
+    async def messages(phone_number_id: str, request: Request) -> Response:
+        reply = runtime.state.post_messages(
+            phone_number_id, request.headers.get("authorization"), await _json(request)
+        )
+        if reply.accepted_send is not None:
+            runtime.after_accepted_send(reply.accepted_send)
+        return await _answer(runtime, reply)
+
+    @app.post("/{version}/{phone_number_id}/smb_app_data")
+    async def smb_app_data(phone_number_id: str, request: Request) -> Response:
+        reply = runtime.state.post_smb_app_data(
+            phone_number_id, request.headers.get("authorization"), await _json(request)
+        )
+        return await _answer(runtime, reply)
+
+    @app.get("/{version}/{phone_number_id}")
+    async def phone_number(phone_number_id: str) -> Response:
+        # The onboarding check of ref §5: GET /<PHONE_NUMBER_ID>?fields=is_on_biz_app,...
+        number = runtime.state.numbers.get(phone_number_id)
+        if number is None:
+            return JSONResponse({"error": {"code": 100, "message": "Unknown object"}}, 400)
+        return JSONResponse(
+            {
+                "id": number.phone_number_id,
+                "display_phone_number": number.display_phone_number,
+                "is_on_biz_app": number.coexistence,
+                "platform_type": "CLOUD_API",
+                "throughput": {"level": "STANDARD"},
+            }
+        )
+
+    return app
+
+
+def _control_routes(runtime: SimRuntime) -> APIRouter:
+    control = APIRouter(prefix="/_sim")
+    state = runtime.state
+
+    @control.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @control.post("/reset")
+    async def reset() -> dict[str, bool]:
+        runtime.reset()
+        return {"reset": True}
+
+    @control.get("/config")
+    async def get_config() -> SimConfig:
+        return runtime.config
+
+    @control.put("/config")
+    async def put_config(update: ConfigUpdate) -> SimConfig:
+        return runtime.update_config(update)
+
+    @control.get("/numbers")
+    async def numbers() -> list[NumberConfig]:
+        return list(state.numbers.values())
+
+    @control.post("/numbers")
+    async def register(number: NumberConfig) -> NumberConfig:
+        state.register(number)
+        return number
+
+    @control.get("/faults")
+    async def pending_faults() -> list[Fault]:
+        return state.pending_faults()
+
+    @control.post("/faults")
+    async def inject(fault: Fault) -> Fault:
+        state.inject(fault)
+        return fault
+
+    @control.delete("/faults")
+    async def clear_faults() -> dict[str, bool]:
+        state.clear_faults()
+        return {"cleared": True}
+
+    @control.get("/messages")
+    async def sent(
+        phone_number_id: str | None = None,
+        to: str | None = None,
+        outcome: Outcome | None = None,
+        after_seq: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[SentMessage]:
+        return [m for m in state.messages(phone_number_id, to, outcome) if m.seq > after_seq]
+
+    @control.get("/reads")
+    async def reads() -> list[ReadReceipt]:
+        return state.reads
+
+    @control.get("/sync_requests")
+    async def sync_requests(phone_number_id: str | None = None) -> list[SyncRequest]:
+        if phone_number_id is None:
+            return state.syncs
+        return [s for s in state.syncs if s.phone_number_id == phone_number_id]
+
+    @control.get("/webhooks")
+    async def deliveries() -> list[WebhookDelivery]:
+        return state.deliveries
+
+    @control.get("/stats")
+    async def stats() -> Stats:
+        return state.stats()
+
+    return control
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        return None  # the state answers Meta's "(#100)" for a body that is not an object
+
+
+async def _answer(runtime: SimRuntime, reply: Reply) -> Response:
+    await runtime.hold(reply.delay)
+    if isinstance(reply.body, str):
+        return HTMLResponse(reply.body, reply.http_status)
+    return JSONResponse(reply.body, reply.http_status)
