@@ -1,0 +1,1 @@
+"""Ingest: the public webhook edge. Verify, split, publish with a confirm, answer."""

@@ -1,0 +1,4 @@
+from baton.runtime import run
+from services.ingest.app import main
+
+run("ingest", main)
