@@ -1,0 +1,1 @@
+"""Router: conversation state, and who answers each customer message."""

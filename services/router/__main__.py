@@ -1,0 +1,4 @@
+from baton.runtime import run
+from services.router.app import main
+
+run("router", main)

@@ -1,0 +1,286 @@
+"""Router handlers: webhook changes and bot commands become handoff events on conversations.
+
+- `messages`: each customer message is stored once (by wamid) and becomes `CustomerWrote`;
+  each delivery status is recorded once and announced.
+- `smb_message_echoes`: each echo is stored once as an `app` message (an owner command such as
+  `#bot` with type "command", so it is never bot context) and becomes `EchoReceived`; an echo
+  of our own API send is `from_api` (never a takeover).
+- commands: the bot's `RequestHandoff` → `BotRequestedHandoff`, its `BotTurnFinished` →
+  `BotReplied`.
+
+A message is skipped only once its state change was saved (`routed`), so a crash between
+storing a message and saving its state change never loses it from a burst.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from baton.broker import Broker, Delivery, Poison
+from baton.broker.topology import EVENTS
+from baton.conversations import Conversations, UnknownConversation
+from baton.handoff import (
+    BotReplied,
+    BotRequestedHandoff,
+    CustomerWrote,
+    EchoReceived,
+    Event,
+    parse_owner_command,
+)
+from baton.messages import (
+    BotTurnFinished,
+    ConversationEvent,
+    MessageReceived,
+    MessageStatusChanged,
+    RequestHandoff,
+    WebhookChange,
+)
+from baton.store import Store
+from baton.store.handoff_records import EchoOutcome, NewEcho
+from baton.store.records import DeliveryStatus, NewInbound, StatusUpdate
+from baton.types import Author, Mode, PhoneNumberId
+from baton.whatsapp.message import WaMessage
+from baton.whatsapp.payloads import (
+    EchoesValue,
+    MessagesValue,
+    PayloadError,
+    Status,
+    parse_change,
+)
+from baton.whatsapp.render import render_text
+from services.router import metrics
+
+log = structlog.get_logger()
+
+COMMAND_TYPE = "command"  # stored type of an owner command echo (#bot, #pause 3h)
+
+
+class Router:
+    def __init__(self, store: Store, broker: Broker, conversations: Conversations) -> None:
+        self._store = store
+        self._broker = broker
+        self._conversations = conversations
+
+    async def on_webhook(self, delivery: Delivery) -> None:
+        change = WebhookChange.model_validate_json(delivery.body)
+        try:
+            value = parse_change(change.field, change.value)
+        except PayloadError as exc:
+            raise Poison(str(exc)) from exc
+        if isinstance(value, MessagesValue):
+            await self._on_messages(value, retried=delivery.attempt > 1)
+        elif isinstance(value, EchoesValue):
+            await self._on_echoes(value)
+        else:
+            log.info("router.change_ignored", field=change.field)
+
+    async def on_command(self, delivery: Delivery) -> None:
+        event: Event
+        if delivery.type == RequestHandoff.TYPE:
+            handoff = RequestHandoff.model_validate_json(delivery.body)
+            conversation_id = handoff.conversation_id
+            event = BotRequestedHandoff(
+                epoch=handoff.epoch, reason=handoff.reason, summary=handoff.summary
+            )
+        elif delivery.type == BotTurnFinished.TYPE:
+            turn = BotTurnFinished.model_validate_json(delivery.body)
+            conversation_id = turn.conversation_id
+            event = BotReplied(
+                request_id=turn.request_id, epoch=turn.epoch, reply_count=turn.reply_count
+            )
+        else:
+            raise Poison(f"router does not handle {delivery.type!r}")
+        with structlog.contextvars.bound_contextvars(conversation_id=conversation_id):
+            try:
+                decision = await self._conversations.apply(conversation_id, event)
+            except UnknownConversation as exc:
+                raise Poison(f"unknown conversation {conversation_id}") from exc
+            log.info(
+                "router.bot_command",
+                command=delivery.type,
+                mode=decision.state.mode.value,
+                ignored=decision.ignored.value if decision.ignored else None,
+            )
+
+    # --- customers -----------------------------------------------------------------------
+
+    async def _on_messages(self, value: MessagesValue, *, retried: bool) -> None:
+        phone_number_id = value.metadata.phone_number_id
+        for message in value.messages:
+            await self._on_customer_message(value, phone_number_id, message, retried=retried)
+        for status in value.statuses:
+            await self._on_status(phone_number_id, status, retried=retried)
+        for error in value.errors:
+            log.error("router.whatsapp_error", code=error.code, title=error.title)
+
+    async def _on_customer_message(
+        self,
+        value: MessagesValue,
+        phone_number_id: PhoneNumberId,
+        message: WaMessage,
+        *,
+        retried: bool,
+    ) -> None:
+        contact = value.contact_for(message.from_)
+        text = render_text(message)
+        conversation, stored_now = await self._store.record_inbound(
+            NewInbound(
+                phone_number_id=phone_number_id,
+                wa_id=message.from_,
+                wamid=message.id,
+                type=message.type,
+                body=text,
+                sent_at=message.timestamp,
+                payload=message.raw,
+                customer_name=contact.name if contact else None,
+            )
+        )
+        with structlog.contextvars.bound_contextvars(
+            conversation_id=conversation.id, wamid=message.id
+        ):
+            mode: Mode
+            if not stored_now and await self._store.message_routed(phone_number_id, message.id):
+                log.info("router.inbound_duplicate")
+                metrics.DUPLICATES.labels(kind="customer").inc()
+                if not retried:
+                    return
+                mode = conversation.mode  # a retry may have saved the state but not announced
+            else:
+                decision = await self._conversations.apply(
+                    conversation.id,
+                    CustomerWrote(
+                        wamid=message.id, timestamp=message.timestamp, type=message.type, text=text
+                    ),
+                )
+                mode = decision.state.mode
+                log.info("router.inbound", type=message.type, mode=mode.value)
+            await self._announce(
+                f"received:{message.id}",
+                MessageReceived(
+                    conversation_id=conversation.id,
+                    phone_number_id=phone_number_id,
+                    wa_id=conversation.wa_id,
+                    at=self._conversations.now(),
+                    wamid=message.id,
+                    author=Author.CUSTOMER,
+                    type=message.type,
+                    body=text,
+                    sent_at=message.timestamp,
+                    mode=mode,
+                ),
+            )
+
+    async def _on_status(
+        self, phone_number_id: PhoneNumberId, status: Status, *, retried: bool
+    ) -> None:
+        try:
+            kind = DeliveryStatus.parse(str(status.status))
+        except KeyError:
+            log.warning("router.status_unknown", status=str(status.status))
+            return
+        error = status.errors[0] if status.errors else None
+        fresh = await self._store.record_status(
+            StatusUpdate(
+                phone_number_id=phone_number_id,
+                wamid=status.id,
+                status=kind,
+                at=status.timestamp,
+                error_code=error.code if error else None,
+                error_title=error.title if error else None,
+            )
+        )
+        # A retried delivery may have recorded the status but failed to announce it.
+        if not fresh and not retried:
+            return
+        conversation = await self._store.conversation_of_message(phone_number_id, status.id)
+        if conversation is None:
+            return  # its send is not recorded yet; agents see the status with the message
+        await self._announce(
+            f"status:{status.id}:{kind.name.lower()}",
+            MessageStatusChanged(
+                conversation_id=conversation.id,
+                phone_number_id=phone_number_id,
+                wa_id=conversation.wa_id,
+                at=self._conversations.now(),
+                wamid=status.id,
+                status=kind.name.lower(),
+                error_code=error.code if error else None,
+            ),
+        )
+
+    # --- the owner in the WhatsApp Business App ------------------------------------------
+
+    async def _on_echoes(self, value: EchoesValue) -> None:
+        phone_number_id = value.metadata.phone_number_id
+        policy = self._conversations.policy(phone_number_id)
+        for echo in value.message_echoes:
+            if echo.to is None:
+                log.warning("router.echo_without_recipient", wamid=echo.id)
+                continue
+            text = render_text(echo)
+            command = echo.type == "text" and parse_owner_command(text, policy) is not None
+            stored_type = COMMAND_TYPE if command else echo.type
+            conversation, outcome = await self._store.record_echo(
+                NewEcho(
+                    phone_number_id=phone_number_id,
+                    wa_id=echo.to,
+                    wamid=echo.id,
+                    type=stored_type,
+                    body=text,
+                    sent_at=echo.timestamp,
+                    payload=echo.raw,
+                )
+            )
+            with structlog.contextvars.bound_contextvars(
+                conversation_id=conversation.id, wamid=echo.id
+            ):
+                if outcome is EchoOutcome.DUPLICATE:
+                    # Dedupe before the state: an old echo redelivered must not pause again.
+                    log.info("router.echo_duplicate")
+                    metrics.DUPLICATES.labels(kind="echo").inc()
+                    continue
+                own_send = outcome is EchoOutcome.OWN_SEND
+                decision = await self._conversations.apply(
+                    conversation.id,
+                    EchoReceived(
+                        wamid=echo.id,
+                        timestamp=echo.timestamp,
+                        type=echo.type,
+                        text=text,
+                        from_api=own_send,
+                    ),
+                )
+                log.info(
+                    "router.echo",
+                    command=command,
+                    own_send=own_send,
+                    mode=decision.state.mode.value,
+                )
+                if not own_send:
+                    await self._announce(
+                        f"received:{echo.id}",
+                        MessageReceived(
+                            conversation_id=conversation.id,
+                            phone_number_id=phone_number_id,
+                            wa_id=conversation.wa_id,
+                            at=self._conversations.now(),
+                            wamid=echo.id,
+                            author=Author.APP,
+                            type=stored_type,
+                            body=text,
+                            sent_at=echo.timestamp,
+                            mode=decision.state.mode,
+                        ),
+                    )
+
+    async def _announce(self, message_id: str, event: ConversationEvent) -> None:
+        """Publish an event for agents; its id is deterministic, so a retry is deduplicable."""
+        await self._broker.publish_raw(
+            EVENTS,
+            event.TYPE,
+            event.model_dump_json().encode(),
+            type=event.TYPE,
+            version=event.VERSION,
+            message_id=message_id,
+            mandatory=False,
+        )
