@@ -1,0 +1,137 @@
+"""Bot wiring: a bot request in, a reply to the outbox or a handoff to the router out.
+
+Every answered request ends with `BotTurnFinished` to the router (after the reply, if any, was
+published; also for an empty reply), so the burst counts as handled. A request whose fence is
+already gone (superseded by a newer customer message, or a human took over) is dropped before
+the LLM is called; a reply that loses its fence while the LLM works is dropped by the outbox.
+The context is the conversation's recent messages, humans' and the owner's included (as the
+business's turns), without owner command echoes (`#bot`, `#pause 3h`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from baton.broker import Broker, Delivery, Poison
+from baton.broker.topology import BOT_REQUESTS
+from baton.handoff import is_bot_reply_current
+from baton.messages import AskBot, BotTurnFinished, RequestHandoff, SendText
+from baton.service import serve_consumers
+from baton.settings import NumbersConfig, Settings
+from baton.store import Store, open_store
+from baton.types import Author
+from services.bot.brain import answer
+from services.bot.llm import ChatModel, LLMClient
+from services.bot.metrics import default_metrics
+from services.bot.policy import BotPolicy
+from services.bot.types import Handoff, Reply, Turn
+
+log = structlog.get_logger()
+
+HISTORY_TURNS = 20
+# How the router stores an owner command echo: control, never conversation.
+COMMAND_TYPE = "command"
+
+
+class Bot:
+    def __init__(
+        self, store: Store, broker: Broker, llm: ChatModel | None, numbers: NumbersConfig
+    ) -> None:
+        self._store = store
+        self._broker = broker
+        self._llm = llm
+        self._numbers = numbers
+
+    async def on_request(self, delivery: Delivery) -> None:
+        if delivery.type != AskBot.TYPE:
+            raise Poison(f"bot does not handle {delivery.type!r}")
+        request = AskBot.model_validate_json(delivery.body)
+        with structlog.contextvars.bound_contextvars(
+            conversation_id=request.conversation_id, request_id=request.request_id
+        ):
+            await self._answer(request)
+
+    async def _answer(self, request: AskBot) -> None:
+        state = await self._store.load_conversation_state(request.conversation_id)
+        if state is not None and not is_bot_reply_current(state, request.request_id, request.epoch):
+            log.info("bot.request_stale", epoch=request.epoch, current_epoch=state.epoch)
+            return
+        policy = BotPolicy.for_number(self._numbers.get(request.phone_number_id))
+        stored = await self._store.recent_messages(request.conversation_id, limit=HISTORY_TURNS)
+        history = [
+            Turn(author=m.author, text=m.body, at=m.sent_at, wamid=m.wamid)
+            for m in stored
+            if m.type != COMMAND_TYPE
+        ]
+        decision = await answer(
+            request, history, llm=self._llm, policy=policy, metrics=default_metrics()
+        )
+        if isinstance(decision, Handoff):
+            await self._broker.publish_command(
+                RequestHandoff(
+                    conversation_id=request.conversation_id,
+                    phone_number_id=request.phone_number_id,
+                    wa_id=request.wa_id,
+                    epoch=request.epoch,
+                    reason=decision.reason.value,
+                    summary=decision.summary,
+                )
+            )
+            return
+        replies = 0
+        if isinstance(decision, Reply):
+            last = request.messages[-1].wamid if request.messages else None
+            await self._broker.publish_command(
+                SendText(
+                    # Deterministic: a redelivered request yields the same key, sent once.
+                    idempotency_key=f"reply:{request.request_id}",
+                    conversation_id=request.conversation_id,
+                    phone_number_id=request.phone_number_id,
+                    to=request.wa_id,
+                    body=decision.text,
+                    author=Author.BOT,
+                    epoch=request.epoch,
+                    reply_to=last if len(request.messages) > 1 else None,
+                    request_id=request.request_id,
+                )
+            )
+            replies = 1
+        # After the reply: the router must not consider the burst handled before it exists.
+        await self._broker.publish_command(
+            BotTurnFinished(
+                request_id=request.request_id,
+                conversation_id=request.conversation_id,
+                phone_number_id=request.phone_number_id,
+                wa_id=request.wa_id,
+                epoch=request.epoch,
+                reply_count=replies,
+            )
+        )
+
+
+async def main(settings: Settings, stop: asyncio.Event) -> None:
+    store = await open_store(settings.store_url)
+    broker = Broker(settings.amqp_url, name="bot")
+    await broker.connect()
+    llm = LLMClient.from_settings(settings)
+    log.info("bot.responder", llm=settings.llm_base_url is not None, model=settings.llm_model)
+    bot = Bot(store, broker, llm, settings.numbers())
+
+    async def ready() -> bool:
+        return broker.connected and await store.ping()
+
+    try:
+        await serve_consumers(
+            settings,
+            stop,
+            broker=broker,
+            subscriptions=[(BOT_REQUESTS, bot.on_request)],
+            ready=ready,
+        )
+    finally:
+        if llm is not None:
+            await llm.aclose()
+        await broker.close()
+        await store.close()

@@ -1,0 +1,175 @@
+"""The bot's decision for one debounced burst: reply, stay silent, or hand off to a human.
+
+Order: a customer asking for a person hands off at once (no LLM call); otherwise the LLM (or
+the offline responder when none is configured) answers. A `handoff_to_human` tool call hands
+off; the cannot-help marker, or an offline "no answer", is a fallback reply unless it is the
+`max_failed_turns`-th in a row, which hands off; an LLM that stays down after its bounded
+retries hands off with an extractive summary, so no customer is silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, TypeAlias
+
+import structlog
+
+from baton.messages import AskBot
+from baton.types import Author
+from services.bot import handoff_rules, offline
+from services.bot.llm import HANDOFF_TOOL_NAME, ChatMessage, ChatModel, LLMUnavailable
+from services.bot.metrics import BotMetrics
+from services.bot.policy import BotPolicy
+from services.bot.summary import summarize
+from services.bot.types import BotDecision, Handoff, HandoffReason, NoReply, Reply, Turn
+
+logger = structlog.get_logger()
+
+_Role: TypeAlias = Literal["user", "assistant"]
+
+# WhatsApp caps a text at 4096 characters; leave room for a configured bot prefix.
+MAX_REPLY_CHARS = 4000
+
+# Whose words a turn is, from the model's point of view. The business's people speak as the
+# assistant so that the bot stays consistent with them.
+_ROLES: dict[Author, _Role] = {
+    Author.CUSTOMER: "user",
+    Author.BOT: "assistant",
+    Author.HUMAN: "assistant",
+    Author.APP: "assistant",
+    Author.SYSTEM: "assistant",
+}
+
+
+async def answer(
+    request: AskBot,
+    history: Sequence[Turn],
+    *,
+    llm: ChatModel | None,
+    policy: BotPolicy,
+    metrics: BotMetrics | None = None,
+) -> BotDecision:
+    """Decide what to do with `request`'s burst, given the earlier turns (oldest first)."""
+    log = logger.bind(
+        conversation_id=request.conversation_id, request_id=request.request_id, epoch=request.epoch
+    )
+    decision = await _decide(request, prior_turns(request, history), llm=llm, policy=policy)
+    if isinstance(decision, Handoff):
+        log.info("bot.handoff", reason=decision.reason.value)
+    elif isinstance(decision, NoReply):
+        log.info("bot.no_reply")
+    else:
+        log.info("bot.reply", answered=decision.answered, chars=len(decision.text))
+    if metrics is not None:
+        metrics.observe_decision(decision)
+    return decision
+
+
+async def _decide(
+    request: AskBot, prior: Sequence[Turn], *, llm: ChatModel | None, policy: BotPolicy
+) -> BotDecision:
+    burst = [message.text.strip() for message in request.messages if message.text.strip()]
+    if not burst:
+        return NoReply()
+    if handoff_rules.asks_for_human(burst, policy.handoff_phrases) is not None:
+        return _handoff(HandoffReason.CUSTOMER_ASKED, prior, burst, policy)
+    if llm is None:
+        found = offline.respond(burst, policy)
+        if found.text is None:
+            return NoReply()
+        if found.answered:
+            return Reply(text=found.text)
+        return _unanswered(found.text, prior, burst, policy)
+    try:
+        reply = await llm.complete(build_messages(prior, burst, policy))
+    except LLMUnavailable as exc:
+        logger.warning(
+            "bot.llm_unavailable",
+            conversation_id=request.conversation_id,
+            request_id=request.request_id,
+            reason=exc.reason,
+            attempts=exc.attempts,
+        )
+        return _handoff(HandoffReason.LLM_UNAVAILABLE, prior, burst, policy)
+    except Exception:
+        # A bug or an unexpected client error would otherwise be retried and dead-lettered,
+        # leaving the customer unanswered; a human is the better failure.
+        logger.exception(
+            "bot.llm_error", conversation_id=request.conversation_id, request_id=request.request_id
+        )
+        return _handoff(HandoffReason.LLM_UNAVAILABLE, prior, burst, policy)
+    if reply.handoff is not None:
+        note = reply.handoff.reason.strip() or None
+        return _handoff(
+            HandoffReason.LLM_TOOL_CALL,
+            prior,
+            burst,
+            policy,
+            note=note,
+            headline=reply.handoff.summary,
+        )
+    text = reply.content.strip()
+    if policy.cannot_help_marker in text:
+        texts = policy.texts
+        return _unanswered(
+            texts.llm_unanswered.format(cannot_answer=texts.cannot_answer), prior, burst, policy
+        )
+    if not text:
+        return NoReply()
+    return Reply(text=text[:MAX_REPLY_CHARS])
+
+
+def prior_turns(request: AskBot, history: Sequence[Turn]) -> list[Turn]:
+    """`history` without empty turns and without the burst's own messages (matched by wamid)."""
+    in_burst = {message.wamid for message in request.messages}
+    return [
+        turn
+        for turn in history
+        if turn.text.strip() and (turn.wamid is None or turn.wamid not in in_burst)
+    ]
+
+
+def build_messages(
+    prior: Sequence[Turn], burst: Sequence[str], policy: BotPolicy
+) -> list[ChatMessage]:
+    """The prompt: system rules, the last `history_turns` turns, then the burst as one user turn."""
+    recent = prior[-policy.history_turns :] if policy.history_turns else []
+    turns: list[tuple[_Role, str]] = [(_ROLES[turn.author], turn.text.strip()) for turn in recent]
+    turns.append(("user", "\n".join(burst)))
+    merged: list[tuple[_Role, str]] = []
+    # Some servers' chat templates demand alternating roles, so consecutive turns are merged.
+    for role, content in turns:
+        if merged and merged[-1][0] == role:
+            merged[-1] = (role, merged[-1][1] + "\n" + content)
+        else:
+            merged.append((role, content))
+    system = ChatMessage(role="system", content=policy.full_system_prompt(HANDOFF_TOOL_NAME))
+    return [system, *(ChatMessage(role=role, content=content) for role, content in merged)]
+
+
+def _unanswered(
+    text: str, prior: Sequence[Turn], burst: Sequence[str], policy: BotPolicy
+) -> BotDecision:
+    streak = handoff_rules.unanswered_streak(prior, policy.unanswered_markers)
+    if handoff_rules.too_many_failures(streak, policy.max_failed_turns):
+        return _handoff(HandoffReason.BOT_FAILED, prior, burst, policy)
+    return Reply(text=text, answered=False)
+
+
+def _handoff(
+    reason: HandoffReason,
+    prior: Sequence[Turn],
+    burst: Sequence[str],
+    policy: BotPolicy,
+    *,
+    note: str | None = None,
+    headline: str | None = None,
+) -> Handoff:
+    customer = [turn.text for turn in prior if turn.author is Author.CUSTOMER]
+    summary = summarize(
+        [*customer, *burst],
+        language=policy.language,
+        reason_note=note or policy.texts.reason_notes[reason],
+        headline=headline,
+    )
+    return Handoff(reason=reason, summary=summary.text)
