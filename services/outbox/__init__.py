@@ -1,0 +1,1 @@
+"""Outbox: every message that leaves for WhatsApp."""

@@ -1,0 +1,4 @@
+from baton.runtime import run
+from services.outbox.app import main
+
+run("outbox", main)

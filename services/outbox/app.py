@@ -1,0 +1,68 @@
+"""Outbox wiring: store, broker, Graph API client, the replica runtime and its ops endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from baton.broker import Broker
+from baton.runtime import ops_app, serve_http
+from baton.settings import Settings
+from baton.store import open_store
+from baton.whatsapp.client import GraphClient
+from services.outbox.handlers import Outbox
+from services.outbox.runtime import OutboxRuntime, RuntimeConfig
+
+# An attempt with no recorded outcome counts as abandoned (its replica crashed) this long after
+# the Graph API timeout; only then is the send tried again.
+_ABANDON_MARGIN_SECONDS = 5.0
+
+
+async def main(settings: Settings, stop: asyncio.Event) -> None:
+    numbers = settings.numbers()
+    default_token = settings.access_token.get_secret_value()
+
+    def token_for(phone_number_id: str) -> str:
+        own = numbers.get(phone_number_id).access_token
+        return own.get_secret_value() if own is not None else default_token
+
+    store = await open_store(settings.store_url)
+    broker = Broker(settings.amqp_url, name="outbox")
+    await broker.connect()
+    graph = GraphClient(settings.graph_api_url, token_for, timeout=settings.graph_timeout_seconds)
+    outbox = Outbox(
+        store,
+        broker,
+        graph,
+        numbers,
+        abandon_after_seconds=settings.graph_timeout_seconds + _ABANDON_MARGIN_SECONDS,
+    )
+    runtime = OutboxRuntime(
+        RuntimeConfig.from_settings(settings),
+        store=store,
+        broker=broker,
+        outbox=outbox,
+        numbers=numbers,
+    )
+
+    async def ready() -> bool:
+        return broker.connected and runtime.connected and await store.ping()
+
+    app = ops_app(ready)
+
+    @app.get("/outbox/numbers", include_in_schema=False)
+    async def numbers_view() -> dict[str, Any]:
+        return runtime.snapshot()
+
+    ops_stop = asyncio.Event()
+    ops = asyncio.create_task(
+        serve_http(app, host=settings.ops_host, port=settings.metrics_port, stop=ops_stop)
+    )
+    try:
+        await runtime.run(stop)
+    finally:
+        ops_stop.set()
+        await ops
+        await graph.aclose()
+        await broker.close()
+        await store.close()

@@ -1,0 +1,287 @@
+"""One attempt at one send: fence, claim (idempotency), call the Graph API, record the outcome.
+
+The worker decides when an attempt may start (rate window, pair limit, order) and what to do
+with its result (settle, retry, dead-letter); this module only does the attempt, so every
+outcome is a value the worker can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from baton.broker import Broker
+from baton.handoff import may_send_bot_reply
+from baton.messages import Message, MessageSent, ReplyFenced, SendFailed, SendText
+from baton.settings import NumbersConfig
+from baton.store import Store
+from baton.store.outbox_records import ClaimStatus
+from baton.store.records import NewOutbound
+from baton.types import Author, Wamid
+from baton.whatsapp.client import GraphClient
+from baton.whatsapp.errors import ErrorClass, GraphApiError, GraphError, GraphTransportError
+from services.outbox import metrics
+
+log = structlog.get_logger()
+
+_RECORD_ATTEMPTS = 5  # recording a send Meta accepted: worth insisting, a retry would duplicate it
+
+
+@dataclass(frozen=True)
+class Call:
+    """When a Graph API call ran (monotonic clock): the send window's anchor."""
+
+    started: float
+    ended: float
+
+
+@dataclass(frozen=True)
+class Sent:
+    wamid: Wamid
+    call: Call
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Nothing to send: fenced (a human holds the conversation) or already done."""
+
+    outcome: str  # "fenced" or "duplicate"
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Another attempt is open (maybe still talking to Meta): ask again after `wait` seconds."""
+
+    wait: float
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Meta refused it for good; recorded as failed and announced."""
+
+    code: int | None
+    call: Call
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A retryable failure; `call` is None when it failed before reaching Meta."""
+
+    error_class: ErrorClass
+    code: int | None
+    reason: str
+    call: Call | None
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Claimed (an attempt is open): call as soon as a send slot is free."""
+
+
+Prepared = Ready | Skipped | Busy | Retry
+Attempt = Sent | Skipped | Busy | Failed | Retry
+
+
+class Outbox:
+    """Sends one request at a time on behalf of the worker (see module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        graph: GraphClient,
+        numbers: NumbersConfig,
+        *,
+        abandon_after_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._broker = broker
+        self._graph = graph
+        self._numbers = numbers
+        self._abandon_after = abandon_after_seconds
+        self._clock = clock
+
+    async def prepare(self, send: SendText) -> Prepared:
+        """Fence and claim, before a send slot is taken (the slot then covers only the call).
+
+        Never raises for a store failure: returns Retry.
+        """
+        try:
+            if send.author is Author.BOT and (reason := await self._fence_reason(send)):
+                await self._fenced(send, reason)
+                return Skipped("fenced")
+            claim = await self._store.claim_outbound(
+                NewOutbound(
+                    idempotency_key=send.idempotency_key,
+                    conversation_id=send.conversation_id,
+                    phone_number_id=send.phone_number_id,
+                    author=send.author,
+                    body=send.body,
+                    epoch=send.epoch,
+                    agent_id=send.agent_id,
+                ),
+                abandon_after_seconds=self._abandon_after,
+            )
+        except Exception as exc:  # before the call: retrying can never duplicate anything
+            log.warning("outbox.store_unavailable", error=repr(exc))
+            return Retry(ErrorClass.TRANSIENT, None, f"before the call: {exc!r}", None)
+        if claim.status in (ClaimStatus.SENT, ClaimStatus.FAILED):
+            metrics.SENDS.labels(author=send.author, outcome="duplicate").inc()
+            return Skipped("duplicate")
+        if claim.status is ClaimStatus.BUSY:
+            return Busy(claim.busy_seconds)
+        if claim.in_doubt:
+            # The documented window: an earlier attempt never recorded its outcome.
+            metrics.IN_DOUBT.labels(cause="unrecorded_attempt").inc()
+            log.warning("outbox.resend_in_doubt", attempt=claim.attempt)
+        return Ready()
+
+    async def abandon(self, send: SendText) -> None:
+        """A prepared send will not be called now (its replica is letting the number go)."""
+        try:
+            await self._store.release_outbound_attempt(send.idempotency_key)
+        except Exception as exc:  # left open, the next holder waits it out: slower, not wrong
+            log.warning("outbox.release_attempt_failed", error=repr(exc))
+
+    async def call(self, send: SendText) -> Sent | Failed | Retry:
+        """The Graph API call of a prepared send, and its recorded outcome."""
+        number = self._numbers.get(send.phone_number_id)
+        body = number.bot_prefix + send.body if send.author is Author.BOT else send.body
+        started = self._clock()
+        try:
+            result = await self._graph.send_text(
+                send.phone_number_id,
+                send.to,
+                body,
+                reply_to=send.reply_to,
+                biz_opaque_callback_data=f"baton:{send.author}",
+            )
+        except GraphError as exc:
+            call = Call(started, self._clock())
+            metrics.SEND_SECONDS.observe(call.ended - call.started)
+            return await self._failed_call(send, exc, call)
+        call = Call(started, self._clock())
+        metrics.SEND_SECONDS.observe(call.ended - call.started)
+        await self._record_sent(send, result.wamid)
+        metrics.SENDS.labels(author=send.author, outcome="sent").inc()
+        log.info("outbox.sent", wamid=result.wamid, author=send.author)
+        await self._announce(
+            MessageSent(
+                idempotency_key=send.idempotency_key,
+                conversation_id=send.conversation_id,
+                phone_number_id=send.phone_number_id,
+                wamid=result.wamid,
+                author=send.author,
+            )
+        )
+        return Sent(result.wamid, call)
+
+    async def _failed_call(self, send: SendText, exc: GraphError, call: Call) -> Failed | Retry:
+        code = exc.code if isinstance(exc, GraphApiError) else None
+        metrics.GRAPH_ERRORS.labels(error_class=exc.error_class, code=str(code)).inc()
+        if exc.error_class is ErrorClass.PERMANENT:
+            await self._insist(
+                "failure",
+                lambda: self._store.fail_outbound(
+                    send.idempotency_key, error_code=code, reason=str(exc)
+                ),
+            )
+            metrics.SENDS.labels(author=send.author, outcome="failed").inc()
+            log.error("outbox.send_failed", code=code, error_class=exc.error_class)
+            await self._announce(
+                SendFailed(
+                    idempotency_key=send.idempotency_key,
+                    conversation_id=send.conversation_id,
+                    phone_number_id=send.phone_number_id,
+                    author=send.author,
+                    error_code=code,
+                    reason=str(exc),
+                )
+            )
+            return Failed(code, call)
+        if isinstance(exc, GraphTransportError) and exc.maybe_delivered:
+            # No answer after the request left: Meta may have it, and the retry may duplicate it.
+            metrics.IN_DOUBT.labels(cause="no_answer").inc()
+        try:
+            await self._store.release_outbound_attempt(send.idempotency_key)
+        except Exception as exc2:  # the attempt stays open: a redelivery waits it out, no harm
+            log.warning("outbox.release_attempt_failed", error=repr(exc2))
+        return Retry(exc.error_class, code, str(exc), call)
+
+    async def give_up(self, send: SendText, *, code: int | None, reason: str) -> None:
+        """Bounded retries are over: mark the send dead-lettered and tell the agents."""
+        await self._store.give_up_outbound(send.idempotency_key, error_code=code, reason=reason)
+        metrics.SENDS.labels(author=send.author, outcome="dead_lettered").inc()
+        await self._announce(
+            SendFailed(
+                idempotency_key=send.idempotency_key,
+                conversation_id=send.conversation_id,
+                phone_number_id=send.phone_number_id,
+                author=send.author,
+                error_code=code,
+                reason=f"dead-lettered: {reason}",
+            )
+        )
+
+    async def _record_sent(self, send: SendText, wamid: Wamid) -> None:
+        sent_at = datetime.now(UTC)
+        await self._insist(
+            "sent",
+            lambda: self._store.complete_outbound(send.idempotency_key, wamid, sent_at),
+            wamid=wamid,
+        )
+
+    async def _insist(
+        self, what: str, record: Callable[[], Awaitable[None]], *, wamid: Wamid | None = None
+    ) -> None:
+        """Record the outcome of a call Meta answered; retrying the call instead would repeat
+        it, so on a store outage this tries for a while, then logs and lets the send settle."""
+        for attempt in range(1, _RECORD_ATTEMPTS + 1):
+            try:
+                await record()
+                return
+            except Exception as exc:
+                if attempt == _RECORD_ATTEMPTS:
+                    log.error("outbox.record_failed", outcome=what, wamid=wamid, error=repr(exc))
+                    return
+                await asyncio.sleep(0.2 * 2**attempt)
+
+    async def _fenced(self, send: SendText, reason: str) -> None:
+        metrics.FENCED.labels(reason=reason).inc()
+        metrics.SENDS.labels(author=send.author, outcome="fenced").inc()
+        log.info("outbox.reply_fenced", reason=reason, reply_epoch=send.epoch)
+        await self._announce(
+            ReplyFenced(
+                idempotency_key=send.idempotency_key,
+                conversation_id=send.conversation_id,
+                phone_number_id=send.phone_number_id,
+                reply_epoch=send.epoch,
+                reason=reason,
+            )
+        )
+
+    async def _announce(self, event: Message) -> None:
+        """Publish an event; a broker hiccup must not turn a done send into a retried one."""
+        for attempt in range(1, 4):
+            try:
+                await self._broker.publish_event(event)
+                return
+            except Exception as exc:
+                if attempt == 3:
+                    log.error("outbox.event_not_published", event=event.TYPE, error=repr(exc))
+                    return
+                await asyncio.sleep(0.2 * attempt)
+
+    async def _fence_reason(self, send: SendText) -> str | None:
+        """Why a bot reply must not go out now, or None if it may (the handoff fence)."""
+        state = await self._store.load_conversation_state(send.conversation_id)
+        if state is None:
+            return "unknown_conversation"
+        allowed, reason = may_send_bot_reply(state, send.epoch, send.request_id)
+        return None if allowed else reason.value

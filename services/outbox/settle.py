@@ -1,0 +1,71 @@
+"""Settling the outbox's own deliveries, in one place: ack, or dead-letter with the reason.
+
+The outbox consumes its queues itself (not through `baton.service`): per-conversation order
+and exact pacing need in-order intake and in-process retries, never a nack that requeues.
+Dead-lettered messages carry the same `x-baton-*` headers as every other consumer's.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.exceptions import ChannelInvalidStateError
+
+from baton.broker import DLX, Broker
+
+log = structlog.get_logger()
+
+
+def channel_open(message: AbstractIncomingMessage) -> bool:
+    """Whether the delivery can still be settled (its channel is open)."""
+    try:
+        return not message.channel.is_closed
+    except ChannelInvalidStateError:
+        return False
+
+
+class Settler:
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    async def ack(self, message: AbstractIncomingMessage) -> bool:
+        """Ack; False when the channel is gone (the broker redelivers, idempotency absorbs it)."""
+        try:
+            await message.ack()
+        except Exception as exc:
+            log.warning("outbox.ack_failed", error=repr(exc))
+            return False
+        return True
+
+    async def dead_letter(
+        self, message: AbstractIncomingMessage, *, queue: str, reason: str, attempts: int
+    ) -> bool:
+        """Park the message in `<queue>.dlq` with the reason (confirmed), then ack it."""
+        log.error("outbox.dead_lettered", queue=queue, reason=reason, attempts=attempts)
+        headers = dict(message.headers or {})
+        headers.update(
+            {
+                "x-baton-error": reason[:1000],
+                "x-baton-attempts": attempts,
+                "x-baton-queue": queue,
+                "x-baton-routing-key": message.routing_key or "",
+                "x-baton-failed-at": datetime.now(UTC).isoformat(),
+            }
+        )
+        try:
+            await self._broker.publish_raw(
+                DLX,
+                queue,
+                message.body,
+                type=message.type or "",
+                message_id=message.message_id,
+                correlation_id=message.correlation_id,
+                headers=headers,
+            )
+        except Exception as exc:
+            # Not acked: the broker gives it back later rather than it being lost.
+            log.error("outbox.dead_letter_failed", queue=queue, error=repr(exc))
+            return False
+        return await self.ack(message)
