@@ -1,0 +1,1 @@
+"""History: the Coexistence backlog and contacts."""
