@@ -1,0 +1,1 @@
+"""Console: the agents' HTTP API (list, history, take over, release, send, live events)."""

@@ -1,0 +1,4 @@
+from baton.runtime import run
+from services.console.app import main
+
+run("console", main)

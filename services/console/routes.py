@@ -1,0 +1,348 @@
+"""The agent API: list conversations, read history, take over, release, send.
+
+Who may do what (`Conflict.reason` names the 409s):
+- takeover: an agent; 409 `held_by_another_agent` if another agent holds it. Taking over a
+  conversation you hold changes nothing (200, `changed: false`); an unassigned human
+  conversation (the bot handed it off) is claimed.
+- release (back to the bot): the holder, or any agent while no agent holds it (unassigned,
+  or paused by the owner on the phone); 409 `held_by_another_agent` otherwise. Releasing a
+  conversation the bot already holds changes nothing.
+- send as `human`: only the agent holding the conversation (409 `not_holder`: take it over
+  first). Send as `bot`: only external bots, with `expected_epoch`; 409 `not_bot_mode` or
+  `stale_epoch` unless the bot holds it at that epoch (and the outbox fences it again).
+- 403: a bot calling an agent action, an agent sending as `bot`, or a conversation of a
+  business number outside the caller's scope.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi.responses import JSONResponse
+
+from baton.broker import BrokerUnavailable, PublishFailed
+from baton.conversations import (
+    ConcurrentUpdate,
+    Precondition,
+    PreconditionFailed,
+    UnknownConversation,
+    held_by,
+    not_held_by_other,
+)
+from baton.handoff import (
+    AgentReleased,
+    AgentSent,
+    AgentTookOver,
+    ConversationState,
+    Decision,
+    Event,
+)
+from baton.messages import SendText
+from baton.store.console_records import ConversationQuery, ConversationSummary
+from baton.types import Author, ConversationId, Mode, PhoneNumberId
+from services.console import cursor, metrics
+from services.console.agents import Kind, Principal
+from services.console.auth import Agent, AnyPrincipal, check_number, forbidden
+from services.console.context import Console, ConsoleDep
+from services.console.schemas import (
+    Conflict,
+    ConflictReason,
+    ConversationList,
+    HandoffState,
+    MessageList,
+    SendAccepted,
+    SendMessage,
+)
+
+log = structlog.get_logger()
+
+MAX_PAGE = 200
+Responses = dict[int | str, dict[str, Any]]
+_CONFLICT: Responses = {
+    409: {"model": Conflict, "description": "The conversation's state forbids it."}
+}
+_NOT_FOUND: Responses = {404: {"description": "No such conversation."}}
+
+router = APIRouter(tags=["conversations"])
+
+
+class ConflictError(Exception):
+    """Answered as 409 with the conversation's current state."""
+
+    def __init__(self, reason: ConflictReason, detail: str, state: ConversationState) -> None:
+        super().__init__(detail)
+        self.body = Conflict(detail=detail, reason=reason, state=HandoffState.of(state))
+
+
+async def conflict_response(_: object, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ConflictError)
+    return JSONResponse(exc.body.model_dump(mode="json"), status_code=status.HTTP_409_CONFLICT)
+
+
+def _not_found() -> HTTPException:
+    return HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="no such conversation")
+
+
+def _busy() -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        detail="try again",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _scope(principal: Principal, number: PhoneNumberId | None) -> tuple[PhoneNumberId, ...] | None:
+    """The numbers a listing may show: the one asked for, within the caller's scope."""
+    if number is not None:
+        check_number(principal, number)
+        return (number,)
+    return tuple(sorted(principal.numbers)) if principal.numbers is not None else None
+
+
+@router.get("/conversations", response_model=ConversationList)
+async def list_conversations(
+    console: ConsoleDep,
+    principal: AnyPrincipal,
+    mode: Mode | None = None,
+    number: Annotated[PhoneNumberId | None, Query(description="A phone_number_id.")] = None,
+    assignee: Annotated[
+        str | None, Query(description="An agent id; `me` for yourself; `none` for unassigned.")
+    ] = None,
+    waiting: Annotated[bool, Query(description="Only customers waiting for a human.")] = False,
+    cursor_: Annotated[str | None, Query(alias="cursor")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
+) -> ConversationList:
+    """Conversations, most recent live activity first (imported-only ones last)."""
+    after_activity, after_id = cursor.decode(cursor_) if cursor_ is not None else (None, None)
+    query = ConversationQuery(
+        mode=mode,
+        phone_number_ids=_scope(principal, number),
+        assignee=principal.id if assignee == "me" else None if assignee == "none" else assignee,
+        unassigned=assignee == "none",
+        waiting=waiting,
+        limit=limit or console.settings.console_page_limit,
+        after_activity=after_activity,
+        after_id=after_id,
+    )
+    page = await console.store.list_conversations(query)
+    last = page.items[-1] if page.items else None
+    return ConversationList(
+        items=list(page.items),
+        next_cursor=(
+            cursor.encode(last.last_activity_at, last.id)
+            if page.has_more and last is not None
+            else None
+        ),
+    )
+
+
+@router.get("/conversations/{conversation_id}", responses=_NOT_FOUND)
+async def get_conversation(
+    conversation_id: ConversationId, console: ConsoleDep, principal: AnyPrincipal
+) -> ConversationSummary:
+    """One conversation: who holds it, its epoch, the last message."""
+    summary = await console.store.conversation_summary(conversation_id)
+    if summary is None:
+        raise _not_found()
+    check_number(principal, summary.phone_number_id)
+    return summary
+
+
+@router.get("/conversations/{conversation_id}/messages", responses=_NOT_FOUND)
+async def list_messages(
+    conversation_id: ConversationId,
+    console: ConsoleDep,
+    principal: AnyPrincipal,
+    before: Annotated[str | None, Query(description="`next_before` of the page after.")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
+) -> MessageList:
+    """History in both directions, live and imported, newest page first, oldest first within."""
+    summary = await console.store.conversation_summary(conversation_id)
+    if summary is None:
+        raise _not_found()
+    check_number(principal, summary.phone_number_id)
+    position = None
+    if before is not None:
+        at, row_id = cursor.decode(before)
+        if at is None:
+            raise cursor.BadCursor
+        position = (at, row_id)
+    page = await console.store.message_page(
+        conversation_id, limit=limit or console.settings.console_page_limit, before=position
+    )
+    first = page.items[0] if page.items else None
+    return MessageList(
+        items=list(page.items),
+        next_before=(
+            cursor.encode(first.sent_at, first.id) if page.has_more and first is not None else None
+        ),
+    )
+
+
+async def _state(console: Console, principal: Principal, cid: ConversationId) -> ConversationState:
+    state = await console.conversations.state(cid)
+    if state is None:
+        raise _not_found()
+    check_number(principal, state.phone_number_id)
+    return state
+
+
+async def _apply(
+    console: Console,
+    action: str,
+    cid: ConversationId,
+    event: Event,
+    precondition: Precondition,
+    conflict: tuple[ConflictReason, str],
+    *,
+    count_success: bool = True,
+) -> Decision:
+    try:
+        decision = await console.conversations.apply(cid, event, precondition=precondition)
+    except UnknownConversation as exc:
+        raise _not_found() from exc
+    except PreconditionFailed as exc:
+        metrics.ACTIONS.labels(action=action, outcome="conflict").inc()
+        raise ConflictError(conflict[0], conflict[1], exc.state) from exc
+    except ConcurrentUpdate as exc:
+        metrics.ACTIONS.labels(action=action, outcome="busy").inc()
+        raise _busy() from exc
+    if count_success:
+        outcome = "ok" if decision.changed else "unchanged"
+        metrics.ACTIONS.labels(action=action, outcome=outcome).inc()
+    return decision
+
+
+_HELD_BY_OTHER = (ConflictReason.HELD_BY_ANOTHER_AGENT, "another agent holds this conversation")
+
+
+@router.post("/conversations/{conversation_id}/takeover", responses={**_CONFLICT, **_NOT_FOUND})
+async def take_over(
+    conversation_id: ConversationId, console: ConsoleDep, agent: Agent
+) -> HandoffState:
+    """Hold the conversation yourself: the bot stops answering it (its reply in flight too)."""
+    await _state(console, agent, conversation_id)
+    decision = await _apply(
+        console,
+        "takeover",
+        conversation_id,
+        AgentTookOver(agent_id=agent.id),
+        not_held_by_other(agent.id),
+        _HELD_BY_OTHER,
+    )
+    log.info("console.takeover", conversation_id=conversation_id, changed=decision.changed)
+    return HandoffState.of(decision.state, decision)
+
+
+@router.post("/conversations/{conversation_id}/release", responses={**_CONFLICT, **_NOT_FOUND})
+async def release(
+    conversation_id: ConversationId, console: ConsoleDep, agent: Agent
+) -> HandoffState:
+    """Give the conversation back to the bot."""
+    await _state(console, agent, conversation_id)
+    decision = await _apply(
+        console,
+        "release",
+        conversation_id,
+        AgentReleased(agent_id=agent.id),
+        not_held_by_other(agent.id),
+        _HELD_BY_OTHER,
+    )
+    log.info("console.release", conversation_id=conversation_id, changed=decision.changed)
+    return HandoffState.of(decision.state, decision)
+
+
+def _idempotency_key(principal: Principal, header: str | None) -> str:
+    # Namespaced by caller: one caller's key can never collide with another's, or a notice's.
+    return f"console:{principal.id}:{header or uuid.uuid4().hex}"
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**_CONFLICT, **_NOT_FOUND, 503: {"description": "Not handed over; retry."}},
+)
+async def send_message(
+    conversation_id: ConversationId,
+    body: SendMessage,
+    console: ConsoleDep,
+    principal: AnyPrincipal,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=200,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Retry with the same key: the customer gets the message once.",
+        ),
+    ] = None,
+) -> SendAccepted:
+    """Send the customer a text, as the agent holding it or as an external bot (see body)."""
+    state = await _state(console, principal, conversation_id)
+    key = _idempotency_key(principal, idempotency_key)
+    if body.author == "human":
+        if principal.kind is not Kind.AGENT:
+            raise forbidden("bots send with author=bot and expected_epoch")
+        # Recorded first, under the precondition: if the publish below fails, a retry with the
+        # same key records it again (harmless) and the outbox sends the message once.
+        decision = await _apply(
+            console,
+            "send_human",
+            conversation_id,
+            AgentSent(agent_id=principal.id),
+            held_by(principal.id),
+            (ConflictReason.NOT_HOLDER, "take the conversation over before writing in it"),
+            count_success=False,  # counted once the outbox has the message
+        )
+        state = decision.state
+        command = SendText(
+            idempotency_key=key,
+            conversation_id=conversation_id,
+            phone_number_id=state.phone_number_id,
+            to=state.wa_id,
+            body=body.text,
+            author=Author.HUMAN,
+            agent_id=principal.id,
+            reply_to=body.reply_to,
+        )
+    else:
+        if principal.kind is not Kind.BOT:
+            raise forbidden("agents send as human")
+        if state.mode is not Mode.BOT:
+            metrics.ACTIONS.labels(action="send_bot", outcome="conflict").inc()
+            raise ConflictError(
+                ConflictReason.NOT_BOT_MODE, "a human holds this conversation", state
+            )
+        if state.epoch != body.expected_epoch:
+            metrics.ACTIONS.labels(action="send_bot", outcome="conflict").inc()
+            raise ConflictError(
+                ConflictReason.STALE_EPOCH, "the conversation moved to another epoch", state
+            )
+        command = SendText(
+            idempotency_key=key,
+            conversation_id=conversation_id,
+            phone_number_id=state.phone_number_id,
+            to=state.wa_id,
+            body=body.text,
+            author=Author.BOT,
+            epoch=body.expected_epoch,
+            agent_id=principal.id,
+            reply_to=body.reply_to,
+        )
+    try:
+        await console.broker.publish_command(command)
+    except (BrokerUnavailable, PublishFailed) as exc:
+        metrics.ACTIONS.labels(action=f"send_{body.author}", outcome="unavailable").inc()
+        log.warning("console.send_not_confirmed", conversation_id=conversation_id, error=str(exc))
+        raise _busy() from exc
+    metrics.ACTIONS.labels(action=f"send_{body.author}", outcome="ok").inc()
+    log.info("console.sent", conversation_id=conversation_id, author=body.author)
+    return SendAccepted(
+        idempotency_key=key,
+        conversation_id=conversation_id,
+        author=body.author,
+        state=HandoffState.of(state),
+    )
