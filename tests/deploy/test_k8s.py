@@ -32,6 +32,7 @@ Obj = dict[str, Any]
 KUBERNETES_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
 # Custom resources of the Prometheus Operator: no schema ships for them; checked structurally.
 OPERATOR_KINDS = frozenset({"PodMonitor", "PrometheusRule"})
+PLACEHOLDER = "REPLACE_ME"  # what the committed secret templates hold instead of values
 AUTOSCALED = frozenset({"ingest", "router", "bot"})
 # Settings the example overlay sets on purpose to something else than the code's default.
 DELIBERATE_OVERRIDES = frozenset(
@@ -99,11 +100,16 @@ def _container_env(workload: Obj, objects: list[Obj]) -> tuple[dict[str, str], d
             plain.update(config_maps[source["configMapRef"]["name"]]["data"])
         else:
             data = secrets[source["secretRef"]["name"]]["data"]
-            secret.update({k: base64.b64decode(v).decode() for k, v in data.items()})
+            secret.update({k: _filled(k, base64.b64decode(v).decode()) for k, v in data.items()})
     for item in container.get("env", []):
         assert "value" in item, "env from valueFrom: extend this test"
         plain[item["name"]] = item["value"]
     return plain, secret
+
+
+def _filled(key: str, value: str) -> str:
+    """A secret as an operator deploys it: the template's placeholder replaced by a real value."""
+    return value.replace(PLACEHOLDER, f"deployed-{key.lower()}-0123456789")
 
 
 def _decoded(secret: Obj) -> dict[str, str]:
@@ -164,7 +170,7 @@ def test_no_secret_value_is_committed(base: list[Obj]) -> None:
                 assert not (doc and doc.get("kind") == "Secret"), f"{path} holds a Secret"
     template = K8S_OVERLAY / "secrets.env.example"
     for key, value in _kustomize.parse_env_file(template).items():
-        assert "REPLACE_ME" in value, f"{template}: {key} must be a placeholder"
+        assert PLACEHOLDER in value, f"{template}: {key} must be a placeholder"
 
 
 def test_one_deployment_per_service_from_the_one_image(base: list[Obj]) -> None:
@@ -212,6 +218,14 @@ def test_every_deployment_gets_every_setting_with_secrets_from_the_secret(
                 f" {getattr(defaults, field)!r}: run deploy/sync_settings.py, or list it in"
                 " DELIBERATE_OVERRIDES"
             )
+
+
+def test_the_secret_templates_placeholders_are_refused_in_production(overlay: list[Obj]) -> None:
+    workload = next(iter(_of_kind(overlay, "Deployment").values()))
+    plain, _ = _container_env(workload, overlay)
+    committed = _kustomize.parse_env_file(K8S_OVERLAY / "secrets.env.example")
+    with pytest.raises(ValueError, match="placeholder"):
+        _env.validate({**plain, **committed})
 
 
 def test_probes_resources_security_and_graceful_shutdown(overlay: list[Obj]) -> None:

@@ -11,7 +11,7 @@ import aio_pika
 import pytest
 
 from baton.broker import Broker
-from baton.broker.topology import BOT_REQUESTS, OUTBOX_SENDS
+from baton.broker.topology import BOT_REQUESTS, COMMANDS
 from baton.devstack import REPO_ROOT
 from baton.messages import AskBot, BurstMessage, SendText, utcnow
 from tests.e2e.conftest import free_port
@@ -34,11 +34,25 @@ async def _drain(amqp_url: str, queue: str) -> list[bytes]:
         await connection.close()
 
 
+async def _tap_replies(amqp_url: str, queue: str) -> None:
+    """A private queue that sees every reply the bot publishes (outbox.intake only allows consumers)."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(COMMANDS)
+        tap = await channel.declare_queue(queue, durable=False, auto_delete=False)
+        await tap.bind(exchange, routing_key=SendText.TYPE)
+    finally:
+        await connection.close()
+
+
 async def test_sigterm_finishes_in_flight_request_and_acks_it_once(
     broker: Broker, amqp_url: str, pg_url: str
 ) -> None:
     await broker.declare_topology()
-    await _drain(amqp_url, OUTBOX_SENDS.name)
+    tap = "test.graceful.replies"
+    await _tap_replies(amqp_url, tap)
+    await _drain(amqp_url, tap)
     async with serve_fake_llm() as llm:
         hold = llm.hold_next()
         env = {
@@ -83,6 +97,6 @@ async def test_sigterm_finishes_in_flight_request_and_acks_it_once(
         assert code == 0, stderr[-2000:]
         assert len(llm.requests) == 1, "the request was redelivered to the bot"
 
-    replies = [SendText.model_validate_json(b) for b in await _drain(amqp_url, OUTBOX_SENDS.name)]
+    replies = [SendText.model_validate_json(b) for b in await _drain(amqp_url, tap)]
     assert [r.request_id for r in replies] == ["graceful-1"]
     assert await _drain(amqp_url, BOT_REQUESTS.name) == [], "the request was not acked"
