@@ -10,9 +10,9 @@ T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], *, timeout: float = 20.0, what: str = "condition"
+    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0, what: str = "condition"
 ) -> T:
-    """Call `probe` until it returns something truthy; fail after `timeout` seconds."""
+    """Call `probe` until it returns something truthy (`None` means not yet); fail after `timeout`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import orjson
@@ -194,7 +194,7 @@ async def sse_stream(
     *,
     heartbeat_seconds: float,
     retry_ms: int = 2000,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The text/event-stream body for one client, until the hub or the client ends it."""
     # Subscribed only once the response streams: a response never started leaks nothing.
     subscription = hub.subscribe(filter, last_event_id)

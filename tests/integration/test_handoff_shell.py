@@ -102,6 +102,7 @@ async def test_state_round_trips_and_mirrors_the_listing_columns(
     row = await store.pool.fetchrow(
         "SELECT mode, epoch, version, assignee FROM conversations WHERE id = $1", conversation.id
     )
+    assert row is not None
     assert dict(row) == {"mode": "human", "epoch": 1, "version": 2, "assignee": "ana"}
     changed = await eventually(
         lambda: _async(published.of(ModeChanged.TYPE, conversation.id)), what="mode_changed"

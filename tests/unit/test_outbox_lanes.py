@@ -102,14 +102,14 @@ def test_pair_limit_spaces_one_customer_and_not_the_others() -> None:
     sent: list[tuple[float, int]] = []
     now = 0.0
     while len(lanes):
-        item, wake = lanes.next_ready(now)
-        if item is None:
+        ready, wake = lanes.next_ready(now)
+        if ready is None:
             now = wake
             continue
-        lanes.start(item, now)
-        lanes.called(item, now)
-        lanes.finish(item, now, done=True)
-        sent.append((now, item.seq))
+        lanes.start(ready, now)
+        lanes.called(ready, now)
+        lanes.finish(ready, now, done=True)
+        sent.append((now, ready.seq))
     assert sent == [(0.0, 0), (0.0, 1), (0.0, 9), (6.0, 2), (12.0, 3)]
 
 
