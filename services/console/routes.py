@@ -139,16 +139,22 @@ async def list_conversations(
     )
 
 
+async def _summary(
+    console: Console, principal: Principal, cid: ConversationId
+) -> ConversationSummary:
+    summary = await console.store.conversation_summary(cid)
+    if summary is None:
+        raise _not_found()
+    check_number(principal, summary.phone_number_id)
+    return summary
+
+
 @router.get("/conversations/{conversation_id}", responses=_NOT_FOUND)
 async def get_conversation(
     conversation_id: ConversationId, console: ConsoleDep, principal: AnyPrincipal
 ) -> ConversationSummary:
     """One conversation: who holds it, its epoch, the last message."""
-    summary = await console.store.conversation_summary(conversation_id)
-    if summary is None:
-        raise _not_found()
-    check_number(principal, summary.phone_number_id)
-    return summary
+    return await _summary(console, principal, conversation_id)
 
 
 @router.get("/conversations/{conversation_id}/messages", responses=_NOT_FOUND)
@@ -160,10 +166,7 @@ async def list_messages(
     limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
 ) -> MessageList:
     """History in both directions, live and imported, newest page first, oldest first within."""
-    summary = await console.store.conversation_summary(conversation_id)
-    if summary is None:
-        raise _not_found()
-    check_number(principal, summary.phone_number_id)
+    await _summary(console, principal, conversation_id)
     position = None
     if before is not None:
         at, row_id = cursor.decode(before)
@@ -219,22 +222,26 @@ async def _apply(
 _HELD_BY_OTHER = (ConflictReason.HELD_BY_ANOTHER_AGENT, "another agent holds this conversation")
 
 
+async def _take_or_release(
+    console: Console, agent: Principal, cid: ConversationId, action: str, event: Event
+) -> HandoffState:
+    """Takeover and release alike: any agent may, unless another agent holds the conversation."""
+    await _state(console, agent, cid)
+    decision = await _apply(
+        console, action, cid, event, not_held_by_other(agent.id), _HELD_BY_OTHER
+    )
+    log.info(f"console.{action}", conversation_id=cid, changed=decision.changed)
+    return HandoffState.of(decision.state, decision)
+
+
 @router.post("/conversations/{conversation_id}/takeover", responses={**_CONFLICT, **_NOT_FOUND})
 async def take_over(
     conversation_id: ConversationId, console: ConsoleDep, agent: Agent
 ) -> HandoffState:
     """Hold the conversation yourself: the bot stops answering it (its reply in flight too)."""
-    await _state(console, agent, conversation_id)
-    decision = await _apply(
-        console,
-        "takeover",
-        conversation_id,
-        AgentTookOver(agent_id=agent.id),
-        not_held_by_other(agent.id),
-        _HELD_BY_OTHER,
+    return await _take_or_release(
+        console, agent, conversation_id, "takeover", AgentTookOver(agent_id=agent.id)
     )
-    log.info("console.takeover", conversation_id=conversation_id, changed=decision.changed)
-    return HandoffState.of(decision.state, decision)
 
 
 @router.post("/conversations/{conversation_id}/release", responses={**_CONFLICT, **_NOT_FOUND})
@@ -242,17 +249,9 @@ async def release(
     conversation_id: ConversationId, console: ConsoleDep, agent: Agent
 ) -> HandoffState:
     """Give the conversation back to the bot."""
-    await _state(console, agent, conversation_id)
-    decision = await _apply(
-        console,
-        "release",
-        conversation_id,
-        AgentReleased(agent_id=agent.id),
-        not_held_by_other(agent.id),
-        _HELD_BY_OTHER,
+    return await _take_or_release(
+        console, agent, conversation_id, "release", AgentReleased(agent_id=agent.id)
     )
-    log.info("console.release", conversation_id=conversation_id, changed=decision.changed)
-    return HandoffState.of(decision.state, decision)
 
 
 def _idempotency_key(principal: Principal, header: str | None) -> str:
@@ -298,16 +297,7 @@ async def send_message(
             count_success=False,  # counted once the outbox has the message
         )
         state = decision.state
-        command = SendText(
-            idempotency_key=key,
-            conversation_id=conversation_id,
-            phone_number_id=state.phone_number_id,
-            to=state.wa_id,
-            body=body.text,
-            author=Author.HUMAN,
-            agent_id=principal.id,
-            reply_to=body.reply_to,
-        )
+        author, epoch = Author.HUMAN, None
     else:
         if principal.kind is not Kind.BOT:
             raise forbidden("agents send as human")
@@ -321,17 +311,18 @@ async def send_message(
             raise ConflictError(
                 ConflictReason.STALE_EPOCH, "the conversation moved to another epoch", state
             )
-        command = SendText(
-            idempotency_key=key,
-            conversation_id=conversation_id,
-            phone_number_id=state.phone_number_id,
-            to=state.wa_id,
-            body=body.text,
-            author=Author.BOT,
-            epoch=body.expected_epoch,
-            agent_id=principal.id,
-            reply_to=body.reply_to,
-        )
+        author, epoch = Author.BOT, body.expected_epoch
+    command = SendText(
+        idempotency_key=key,
+        conversation_id=conversation_id,
+        phone_number_id=state.phone_number_id,
+        to=state.wa_id,
+        body=body.text,
+        author=author,
+        epoch=epoch,
+        agent_id=principal.id,
+        reply_to=body.reply_to,
+    )
     try:
         await console.broker.publish_command(command)
     except (BrokerUnavailable, PublishFailed) as exc:

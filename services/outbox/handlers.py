@@ -143,10 +143,10 @@ class Outbox:
         return Ready()
 
     async def abandon(self, send: SendText) -> None:
-        """A prepared send will not be called now (its replica is letting the number go)."""
+        """Close a send's attempt with no outcome: not called now, or failed retryably."""
         try:
             await self._store.release_outbound_attempt(send.idempotency_key)
-        except Exception as exc:  # left open, the next holder waits it out: slower, not wrong
+        except Exception as exc:  # left open, the next attempt waits it out: slower, not wrong
             log.warning("outbox.release_attempt_failed", error=repr(exc))
 
     async def call(self, send: SendText) -> Sent | Failed | Retry:
@@ -163,11 +163,8 @@ class Outbox:
                 biz_opaque_callback_data=f"baton:{send.author}",
             )
         except GraphError as exc:
-            call = Call(started, self._clock())
-            metrics.SEND_SECONDS.observe(call.ended - call.started)
-            return await self._failed_call(send, exc, call)
-        call = Call(started, self._clock())
-        metrics.SEND_SECONDS.observe(call.ended - call.started)
+            return await self._failed_call(send, exc, self._call_since(started))
+        call = self._call_since(started)
         await self._record_sent(send, result.wamid)
         metrics.SENDS.labels(author=send.author, outcome="sent").inc()
         log.info("outbox.sent", wamid=result.wamid, author=send.author)
@@ -182,6 +179,11 @@ class Outbox:
         )
         return Sent(result.wamid, call)
 
+    def _call_since(self, started: float) -> Call:
+        call = Call(started, self._clock())
+        metrics.SEND_SECONDS.observe(call.ended - call.started)
+        return call
+
     async def _failed_call(self, send: SendText, exc: GraphError, call: Call) -> Failed | Retry:
         code = exc.code if isinstance(exc, GraphApiError) else None
         metrics.GRAPH_ERRORS.labels(error_class=exc.error_class, code=str(code)).inc()
@@ -194,30 +196,21 @@ class Outbox:
             )
             metrics.SENDS.labels(author=send.author, outcome="failed").inc()
             log.error("outbox.send_failed", code=code, error_class=exc.error_class)
-            await self._announce(
-                SendFailed(
-                    idempotency_key=send.idempotency_key,
-                    conversation_id=send.conversation_id,
-                    phone_number_id=send.phone_number_id,
-                    author=send.author,
-                    error_code=code,
-                    reason=str(exc),
-                )
-            )
+            await self._announce_failed(send, code, str(exc))
             return Failed(code, call)
         if isinstance(exc, GraphTransportError) and exc.maybe_delivered:
             # No answer after the request left: Meta may have it, and the retry may duplicate it.
             metrics.IN_DOUBT.labels(cause="no_answer").inc()
-        try:
-            await self._store.release_outbound_attempt(send.idempotency_key)
-        except Exception as exc2:  # the attempt stays open: a redelivery waits it out, no harm
-            log.warning("outbox.release_attempt_failed", error=repr(exc2))
+        await self.abandon(send)
         return Retry(exc.error_class, code, str(exc), call)
 
     async def give_up(self, send: SendText, *, code: int | None, reason: str) -> None:
         """Bounded retries are over: mark the send dead-lettered and tell the agents."""
         await self._store.give_up_outbound(send.idempotency_key, error_code=code, reason=reason)
         metrics.SENDS.labels(author=send.author, outcome="dead_lettered").inc()
+        await self._announce_failed(send, code, f"dead-lettered: {reason}")
+
+    async def _announce_failed(self, send: SendText, code: int | None, reason: str) -> None:
         await self._announce(
             SendFailed(
                 idempotency_key=send.idempotency_key,
@@ -225,7 +218,7 @@ class Outbox:
                 phone_number_id=send.phone_number_id,
                 author=send.author,
                 error_code=code,
-                reason=f"dead-lettered: {reason}",
+                reason=reason,
             )
         )
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeAlias
 
 import asyncpg
 
 from baton.handoff.state import ConversationState, new_conversation
 from baton.handoff.timers import Timer, TimerKind
+from baton.store._pg import (
+    CONVERSATION_COLUMNS,
+    Connection,
+    to_conversation,
+    touch_conversation,
+)
 from baton.store.handoff_records import (
     DueTimer,
     EchoOutcome,
@@ -24,10 +29,6 @@ from baton.store.handoff_records import (
 )
 from baton.store.records import Conversation
 from baton.types import Author, ConversationId, Mode, PhoneNumberId, WaId, Wamid
-
-Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
-
-_CONVERSATION = "id, phone_number_id, wa_id, customer_name, mode, epoch, last_activity_at"
 
 # One statement, so one round trip and atomic without a transaction: the compare-and-set
 # UPDATE, then (only if it matched) the timers, the routed marks and the queued effects.
@@ -90,18 +91,6 @@ FROM (SELECT id FROM pending_effects WHERE claimed_until <= $1
 WHERE p.id = due.id
 RETURNING p.id, p.conversation_id, p.exchange, p.routing_key, p.message_type, p.message_id, p.body
 """
-
-
-def _conversation(row: asyncpg.Record) -> Conversation:
-    return Conversation(
-        id=row["id"],
-        phone_number_id=row["phone_number_id"],
-        wa_id=row["wa_id"],
-        customer_name=row["customer_name"],
-        mode=Mode(row["mode"]),
-        epoch=row["epoch"],
-        last_activity_at=row["last_activity_at"],
-    )
 
 
 def _pending(row: asyncpg.Record) -> PendingEffect:
@@ -224,12 +213,7 @@ class PostgresHandoffStore:
                 echo.sent_at,
             )
             if inserted is not None:
-                await conn.execute(
-                    "UPDATE conversations SET last_activity_at = GREATEST(last_activity_at, $2),"
-                    " updated_at = now() WHERE id = $1",
-                    conversation.id,
-                    echo.sent_at,
-                )
+                await touch_conversation(conn, conversation.id, echo.sent_at)
                 return conversation, EchoOutcome.NEW
             found = await conn.fetchrow(
                 "SELECT author, routed_at FROM messages WHERE phone_number_id = $1 AND wamid = $2",
@@ -247,13 +231,13 @@ class PostgresHandoffStore:
         self, phone_number_id: PhoneNumberId, wamid: Wamid
     ) -> Conversation | None:
         row = await self._pool.fetchrow(
-            f"SELECT {', '.join('c.' + c for c in _CONVERSATION.split(', '))}"
+            f"SELECT {', '.join('c.' + c for c in CONVERSATION_COLUMNS.split(', '))}"
             " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
             " WHERE m.phone_number_id = $1 AND m.wamid = $2",
             phone_number_id,
             wamid,
         )
-        return None if row is None else _conversation(row)
+        return None if row is None else to_conversation(row)
 
     async def claim_due_timers(
         self, now: datetime, *, lease_until: datetime, limit: int
@@ -323,7 +307,10 @@ async def _mark_routed(
 async def _get_or_create(
     conn: Connection, phone_number_id: PhoneNumberId, wa_id: WaId
 ) -> Conversation:
-    select = f"SELECT {_CONVERSATION} FROM conversations WHERE phone_number_id = $1 AND wa_id = $2"
+    select = (
+        f"SELECT {CONVERSATION_COLUMNS} FROM conversations"
+        " WHERE phone_number_id = $1 AND wa_id = $2"
+    )
     row = await conn.fetchrow(select, phone_number_id, wa_id)
     if row is None:
         await conn.execute(
@@ -334,4 +321,4 @@ async def _get_or_create(
         )
         row = await conn.fetchrow(select, phone_number_id, wa_id)
     assert row is not None
-    return _conversation(row)
+    return to_conversation(row)

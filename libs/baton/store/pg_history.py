@@ -41,16 +41,19 @@ _SYNC_COLUMNS = (
     " error_code, last_error, resolved_by, updated_at"
 )
 
-# Rows of one batch: a single INSERT … SELECT FROM unnest(arrays) … ON CONFLICT DO NOTHING, and
-# the chunk's counter bumped by what was really inserted, in the same statement.
-_INSERT_BATCH = """
-WITH ins AS (
+# The rows of one batch as arrays ($3 … $12, in the order `_columns` gives them), $1 the number.
+_INSERT_ROWS = """
     INSERT INTO messages (conversation_id, phone_number_id, wamid, direction, author, type, body,
                           payload, sent_at, imported, status, status_rank)
     SELECT u.c, $1, u.w, u.d, u.a, u.t, u.b, u.p::jsonb, u.s, true, u.st, u.sr
     FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
                 $9::text[], $10::timestamptz[], $11::text[], $12::smallint[])
-         AS u(c, w, d, a, t, b, p, s, st, sr)
+         AS u(c, w, d, a, t, b, p, s, st, sr)"""
+
+# Rows of one batch: a single INSERT … SELECT FROM unnest(arrays) … ON CONFLICT DO NOTHING, and
+# the chunk's counter bumped by what was really inserted, in the same statement.
+_INSERT_BATCH = f"""
+WITH ins AS ({_INSERT_ROWS}
     ON CONFLICT (phone_number_id, wamid) DO NOTHING
     RETURNING 1
 ), counted AS (SELECT count(*)::int AS n FROM ins)
@@ -61,14 +64,8 @@ RETURNING counted.n
 
 # Recent media (last 14 days) arrives apart from the chunks: it fills in the placeholder the
 # chunk stored, or is stored itself if it came first (then the placeholder is the duplicate).
-_UPSERT_MEDIA = """
-WITH up AS (
-    INSERT INTO messages (conversation_id, phone_number_id, wamid, direction, author, type, body,
-                          payload, sent_at, imported, status, status_rank)
-    SELECT u.c, $1, u.w, u.d, u.a, u.t, u.b, u.p::jsonb, u.s, true, u.st, u.sr
-    FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                $9::text[], $10::timestamptz[], $11::text[], $12::smallint[])
-         AS u(c, w, d, a, t, b, p, s, st, sr)
+_UPSERT_MEDIA = f"""
+WITH up AS ({_INSERT_ROWS}
     ON CONFLICT (phone_number_id, wamid) DO UPDATE
         SET type = EXCLUDED.type, body = EXCLUDED.body, payload = EXCLUDED.payload
         WHERE messages.imported AND messages.type = 'media_placeholder'

@@ -13,13 +13,13 @@ from datetime import datetime
 
 import asyncpg
 
+from baton.store._pg import MESSAGE_COLUMNS, Connection, to_stored_message
 from baton.store.outbox_records import AttemptRow, ClaimStatus, OutboundClaim, decide_claim
 from baton.store.records import DeliveryStatus, NewOutbound, StoredMessage
-from baton.types import Author, Direction, PhoneNumberId, Wamid
+from baton.types import PhoneNumberId, Wamid
 
 _OUTBOUND_COLUMNS = (
-    "id, conversation_id, wamid, direction, author, type, body, sent_at, imported, status,"
-    " error_code, agent_id, send_attempts, attempt_open,"
+    f"{MESSAGE_COLUMNS}, send_attempts, attempt_open,"
     " EXTRACT(EPOCH FROM clock_timestamp() - attempt_started_at)::float8 AS attempt_age"
 )
 _INSERT_OUTBOUND = (
@@ -67,20 +67,16 @@ SELECT count(*) FROM done
 """
 
 
-def _stored(row: asyncpg.Record) -> StoredMessage:
-    return StoredMessage(
-        id=row["id"],
-        conversation_id=row["conversation_id"],
-        wamid=row["wamid"],
-        direction=Direction(row["direction"]),
-        author=Author(row["author"]),
-        type=row["type"],
-        body=row["body"],
-        sent_at=row["sent_at"],
-        imported=row["imported"],
-        status=row["status"],
-        error_code=row["error_code"],
-        agent_id=row["agent_id"],
+def _outbound_args(message: NewOutbound) -> tuple[object, ...]:
+    # $1 … $7 of both _INSERT_OUTBOUND and _INSERT_CLAIMED.
+    return (
+        message.conversation_id,
+        message.phone_number_id,
+        message.author.value,
+        message.body,
+        message.idempotency_key,
+        message.epoch,
+        message.agent_id,
     )
 
 
@@ -89,19 +85,8 @@ class PostgresOutboxStore:
 
     _pool: asyncpg.Pool
 
-    async def _insert_outbound(
-        self, conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], message: NewOutbound
-    ) -> None:
-        await conn.execute(
-            _INSERT_OUTBOUND,
-            message.conversation_id,
-            message.phone_number_id,
-            message.author.value,
-            message.body,
-            message.idempotency_key,
-            message.epoch,
-            message.agent_id,
-        )
+    async def _insert_outbound(self, conn: Connection, message: NewOutbound) -> None:
+        await conn.execute(_INSERT_OUTBOUND, *_outbound_args(message))
 
     async def begin_outbound(self, message: NewOutbound) -> StoredMessage:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -111,24 +96,17 @@ class PostgresOutboxStore:
                 message.idempotency_key,
             )
         assert row is not None
-        return _stored(row)
+        return to_stored_message(row)
 
     async def claim_outbound(
         self, message: NewOutbound, *, abandon_after_seconds: float
     ) -> OutboundClaim:
         # The common case, a first attempt, is one statement: the row is born claimed.
-        fresh = await self._pool.fetchrow(
-            _INSERT_CLAIMED,
-            message.conversation_id,
-            message.phone_number_id,
-            message.author.value,
-            message.body,
-            message.idempotency_key,
-            message.epoch,
-            message.agent_id,
-        )
+        fresh = await self._pool.fetchrow(_INSERT_CLAIMED, *_outbound_args(message))
         if fresh is not None:
-            return OutboundClaim(status=ClaimStatus.CLAIMED, message=_stored(fresh), attempt=1)
+            return OutboundClaim(
+                status=ClaimStatus.CLAIMED, message=to_stored_message(fresh), attempt=1
+            )
         async with self._pool.acquire() as conn, conn.transaction():
             await self._insert_outbound(conn, message)
             row = await conn.fetchrow(
@@ -148,7 +126,7 @@ class PostgresOutboxStore:
             if status is not ClaimStatus.CLAIMED:
                 return OutboundClaim(
                     status=status,
-                    message=_stored(row),
+                    message=to_stored_message(row),
                     attempt=row["send_attempts"],
                     busy_seconds=wait,
                 )
@@ -161,7 +139,7 @@ class PostgresOutboxStore:
         assert claimed is not None
         return OutboundClaim(
             status=ClaimStatus.CLAIMED,
-            message=_stored(claimed),
+            message=to_stored_message(claimed),
             attempt=claimed["send_attempts"],
             in_doubt=row["attempt_open"],
         )

@@ -12,6 +12,14 @@ import orjson
 import structlog
 
 from baton.store import migrations
+from baton.store._pg import (
+    CONVERSATION_COLUMNS,
+    MESSAGE_COLUMNS,
+    Connection,
+    to_conversation,
+    to_stored_message,
+    touch_conversation,
+)
 from baton.store.pg_console import PostgresConsoleStore
 from baton.store.pg_handoff import PostgresHandoffStore
 from baton.store.pg_history import PostgresHistoryStore
@@ -22,15 +30,9 @@ from baton.store.records import (
     StatusUpdate,
     StoredMessage,
 )
-from baton.types import Author, ConversationId, Direction, Mode, PhoneNumberId, WaId
+from baton.types import ConversationId, PhoneNumberId, WaId
 
 log = structlog.get_logger()
-
-_CONVERSATION_COLUMNS = "id, phone_number_id, wa_id, customer_name, mode, epoch, last_activity_at"
-_MESSAGE_COLUMNS = (
-    "id, conversation_id, wamid, direction, author, type, body, sent_at, imported, status,"
-    " error_code, agent_id"
-)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -61,35 +63,6 @@ async def ensure_database(url: str) -> None:
                 pass  # another process created it first
     finally:
         await conn.close()
-
-
-def _conversation(row: asyncpg.Record) -> Conversation:
-    return Conversation(
-        id=row["id"],
-        phone_number_id=row["phone_number_id"],
-        wa_id=row["wa_id"],
-        customer_name=row["customer_name"],
-        mode=Mode(row["mode"]),
-        epoch=row["epoch"],
-        last_activity_at=row["last_activity_at"],
-    )
-
-
-def _message(row: asyncpg.Record) -> StoredMessage:
-    return StoredMessage(
-        id=row["id"],
-        conversation_id=row["conversation_id"],
-        wamid=row["wamid"],
-        direction=Direction(row["direction"]),
-        author=Author(row["author"]),
-        type=row["type"],
-        body=row["body"],
-        sent_at=row["sent_at"],
-        imported=row["imported"],
-        status=row["status"],
-        error_code=row["error_code"],
-        agent_id=row["agent_id"],
-    )
 
 
 class PostgresStore(
@@ -130,13 +103,13 @@ class PostgresStore(
 
     async def conversation_by_id(self, conversation_id: ConversationId) -> Conversation | None:
         row = await self._pool.fetchrow(
-            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = $1", conversation_id
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = $1", conversation_id
         )
-        return _conversation(row) if row is not None else None
+        return to_conversation(row) if row is not None else None
 
     async def _upsert_conversation(
         self,
-        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        conn: Connection,
         phone_number_id: PhoneNumberId,
         wa_id: WaId,
         customer_name: str | None,
@@ -144,7 +117,7 @@ class PostgresStore(
         # A plain SELECT first: the conversation almost always exists, and an upsert would take a
         # row lock on every message.
         row = await conn.fetchrow(
-            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"
+            f"SELECT {CONVERSATION_COLUMNS} FROM conversations"
             " WHERE phone_number_id = $1 AND wa_id = $2",
             phone_number_id,
             wa_id,
@@ -155,13 +128,13 @@ class PostgresStore(
                 " VALUES ($1, $2, $3)"
                 " ON CONFLICT (phone_number_id, wa_id) DO UPDATE"
                 " SET customer_name = COALESCE(EXCLUDED.customer_name, conversations.customer_name)"
-                f" RETURNING {_CONVERSATION_COLUMNS}",
+                f" RETURNING {CONVERSATION_COLUMNS}",
                 phone_number_id,
                 wa_id,
                 customer_name,
             )
         assert row is not None
-        return _conversation(row)
+        return to_conversation(row)
 
     async def record_inbound(self, message: NewInbound) -> tuple[Conversation, bool]:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -183,40 +156,39 @@ class PostgresStore(
             )
             if inserted is None:
                 return conversation, False
-            await conn.execute(
-                "UPDATE conversations SET last_activity_at = GREATEST(last_activity_at, $2),"
-                " updated_at = now() WHERE id = $1",
-                conversation.id,
-                message.sent_at,
-            )
+            await touch_conversation(conn, conversation.id, message.sent_at)
             return conversation, True
 
     async def recent_messages(
         self, conversation_id: ConversationId, *, limit: int, before: datetime | None = None
     ) -> Sequence[StoredMessage]:
         rows = await self._pool.fetch(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages"
+            f"SELECT {MESSAGE_COLUMNS} FROM messages"
             " WHERE conversation_id = $1 AND ($3::timestamptz IS NULL OR sent_at < $3)"
             " ORDER BY sent_at DESC, id DESC LIMIT $2",
             conversation_id,
             limit,
             before,
         )
-        return [_message(r) for r in reversed(rows)]
+        return [to_stored_message(r) for r in reversed(rows)]
 
     async def record_status(self, update: StatusUpdate) -> bool:
+        # Both statements number the update's fields alike ($1 … $7).
+        args = (
+            update.phone_number_id,
+            update.wamid,
+            update.status.name.lower(),
+            int(update.status),
+            update.at,
+            update.error_code,
+            update.error_title,
+        )
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await conn.fetchval(
                 "INSERT INTO message_statuses (phone_number_id, wamid, status, status_rank, at,"
                 " error_code, error_title) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                 " ON CONFLICT DO NOTHING RETURNING true",
-                update.phone_number_id,
-                update.wamid,
-                update.status.name.lower(),
-                int(update.status),
-                update.at,
-                update.error_code,
-                update.error_title,
+                *args,
             )
             if not fresh:
                 return False
@@ -224,13 +196,7 @@ class PostgresStore(
                 "UPDATE messages SET status = $3, status_rank = $4, status_at = $5,"
                 " error_code = COALESCE($6, error_code), error_reason = COALESCE($7, error_reason)"
                 " WHERE phone_number_id = $1 AND wamid = $2 AND status_rank < $4",
-                update.phone_number_id,
-                update.wamid,
-                update.status.name.lower(),
-                int(update.status),
-                update.at,
-                update.error_code,
-                update.error_title,
+                *args,
             )
             return True
 
