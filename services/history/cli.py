@@ -22,7 +22,14 @@ import orjson
 from baton.logging import configure_logging
 from baton.settings import Settings
 from baton.store import Store, open_store
-from baton.store.history_records import NumberHistory, NumberReport, Resolution, SyncType
+from baton.store.history_records import (
+    NumberHistory,
+    NumberReport,
+    Resolution,
+    SyncRequestState,
+    SyncStatus,
+    SyncType,
+)
 from services.history.app import driver_settings, graph_client
 from services.history.driver import SyncDriver
 
@@ -79,6 +86,7 @@ async def _command(args: argparse.Namespace, settings: Settings, store: Store) -
         elif not args.no_request:
             async with graph_client(settings) as graph:
                 await SyncDriver(store, graph, driver_settings(settings)).tick(args.phone_number_id)
+            await _settled(store, args.phone_number_id, settings)
     elif args.command == "resolve":
         resolved = await store.resolve_sync_request(
             args.phone_number_id,
@@ -101,6 +109,31 @@ async def _command(args: argparse.Namespace, settings: Settings, store: Store) -
         return 1
     _print(_report(history, settings).model_dump(mode="json"))
     return 0
+
+
+async def _settled(store: Store, phone_number_id: str, settings: Settings) -> None:
+    """Wait, bounded, for requests a running history service claimed first to get an outcome.
+
+    The service polls for due requests too, so it may have claimed one between the onboarding
+    and this command's own attempt; the report should show Meta's answer, not "sending".
+    """
+    loop = asyncio.get_running_loop()
+    deadline = (
+        loop.time() + settings.graph_timeout_seconds + 2 * settings.history_sync_poll_seconds + 1
+    )
+    while loop.time() < deadline:
+        history = await store.number_history(phone_number_id)
+        if history is None or not any(_in_flight(s, datetime.now(UTC)) for s in history.syncs):
+            return
+        await asyncio.sleep(0.1)
+    sys.stderr.write("a sync request is still in flight: see `status` later\n")
+
+
+def _in_flight(sync: SyncRequestState, now: datetime) -> bool:
+    """Being sent, or due now (a running service takes it); a later retry is not waited for."""
+    return sync.status is SyncStatus.SENDING or (
+        sync.status is SyncStatus.PENDING and sync.next_attempt_at <= now
+    )
 
 
 def main(argv: Sequence[str]) -> int:
