@@ -206,4 +206,4 @@ def test_notice_text_picks_language_override_or_disabled() -> None:
     ],
 )
 def test_bot_prefix(prefix: str, text: str, expected: str) -> None:
-    assert with_bot_prefix(Policy(bot_prefix=prefix), text) == expected
+    assert with_bot_prefix(prefix, text) == expected

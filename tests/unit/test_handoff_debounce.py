@@ -16,8 +16,10 @@ from baton.handoff import (
     TimerKind,
     is_bot_reply_current,
     may_send_bot_reply,
+    may_send_external_bot_message,
     timer_due,
 )
+from baton.handoff.state import ANSWERED_REQUESTS_KEPT
 from baton.types import Mode
 from tests.unit.test_handoff_support import T0, Convo, of_type
 
@@ -141,6 +143,64 @@ def test_superseded_request_is_fenced_and_the_next_one_covers_everything() -> No
     assert second.epoch == first.epoch  # supersede is not a mode change
     assert is_bot_reply_current(convo.state, second.request_id, second.epoch)
     assert not is_bot_reply_current(convo.state, first.request_id, first.epoch)
+
+
+def test_an_answered_reply_still_queued_in_outbox_survives_the_next_flush() -> None:
+    # Pair pacing or a throughput pause can keep the answer to the first question in outbox
+    # until after the next burst is flushed; it answers what the next request no longer holds.
+    convo = Convo()
+    convo.customer("qual o horário?")
+    first = asked(convo)
+    convo.advance(seconds=1).bot_replies(first.request_id)
+    convo.advance(seconds=2).customer("e aos sábados?")
+    second = asked(convo)
+    assert [m.text for m in second.messages] == ["e aos sábados?"]
+    assert is_bot_reply_current(convo.state, first.request_id, first.epoch)
+    assert is_bot_reply_current(convo.state, second.request_id, second.epoch)
+
+    convo.advance(seconds=1).customer("e domingo?")  # supersedes the second, not the first
+    assert may_send_bot_reply(convo.state, second.epoch, second.request_id) == (
+        False,
+        FenceReason.SUPERSEDED,
+    )
+    assert is_bot_reply_current(convo.state, first.request_id, first.epoch)
+
+    convo.take_over()
+    assert may_send_bot_reply(convo.state, first.epoch, first.request_id) == (
+        False,
+        FenceReason.NOT_BOT_MODE,
+    )
+    assert convo.state.answered_request_ids == ()
+
+
+def test_only_the_last_answered_requests_stay_sendable() -> None:
+    convo = Convo()
+    asks = []
+    for turn in range(ANSWERED_REQUESTS_KEPT + 2):
+        convo.advance(seconds=10).customer(f"pergunta {turn}")
+        ask = asked(convo)
+        convo.advance(seconds=1).bot_replies(ask.request_id)
+        asks.append(ask)
+    sendable = [a for a in asks if is_bot_reply_current(convo.state, a.request_id, a.epoch)]
+    assert sendable == asks[-(ANSWERED_REQUESTS_KEPT + 1) :]
+
+
+def test_external_bots_are_fenced_by_mode_and_epoch() -> None:
+    convo = Convo()
+    epoch = convo.state.epoch
+    assert may_send_external_bot_message(convo.state, epoch) == (True, FenceReason.CURRENT)
+    assert may_send_external_bot_message(convo.state, None) == (False, FenceReason.MISSING_FENCE)
+    assert may_send_external_bot_message(convo.state, epoch + 1) == (
+        False,
+        FenceReason.STALE_EPOCH,
+    )
+    convo.take_over()
+    assert may_send_external_bot_message(convo.state, convo.state.epoch) == (
+        False,
+        FenceReason.NOT_BOT_MODE,
+    )
+    convo.release()
+    assert may_send_external_bot_message(convo.state, epoch) == (False, FenceReason.STALE_EPOCH)
 
 
 def test_supersede_restarts_the_debounce_window_from_the_new_message() -> None:

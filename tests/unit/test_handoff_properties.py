@@ -60,6 +60,7 @@ from baton.handoff import (
     next_timers,
     timer_due,
 )
+from baton.handoff.state import ANSWERED_REQUESTS_KEPT
 from baton.types import Mode
 from tests.unit.test_handoff_support import T0
 
@@ -106,7 +107,8 @@ class HandoffMachine(RuleBasedStateMachine):
         self.count = 0
         self.timers: dict[TimerKind, datetime] = {}  # what the shell would have stored
         self.asks: dict[str, AskBot] = {}  # every AskBot ever emitted
-        self.current: str | None = None  # the request whose replies may be sent
+        self.current: str | None = None  # the newest request whose replies may be sent
+        self.answered: list[str] = []  # earlier requests of this epoch the bot finished
         self.asked: set[str] = set()  # wamids in AskBots that were not superseded
         self.owed: set[str] = set()  # written while the bot held it, since the last mode change
         self.human_only: set[str] = set()  # never the bot's to answer
@@ -306,6 +308,7 @@ class HandoffMachine(RuleBasedStateMachine):
         if not mode_changed:
             return
         self.current = None  # a new epoch fences every earlier request
+        self.answered.clear()
         if before.mode is Mode.BOT:
             # What the bot still owed is the human's now, and must never reach the bot.
             lane = self._lane_of(before)
@@ -344,6 +347,8 @@ class HandoffMachine(RuleBasedStateMachine):
             assert [m.timestamp for m in ask.messages] == sorted(m.timestamp for m in ask.messages)
             self.asked |= set(wamids)
             self.asks[ask.request_id] = ask
+            if self.current is not None:  # not superseded, so the bot finished it
+                self.answered = [*self.answered, self.current][-ANSWERED_REQUESTS_KEPT:]
             self.current = ask.request_id
 
     def _check_notices(self, before: ConversationState, decision: Decision) -> None:
@@ -409,13 +414,13 @@ class HandoffMachine(RuleBasedStateMachine):
         assert not lane & self.human_only
 
     @invariant()
-    def exactly_the_current_request_passes_the_fence(self) -> None:
-        passing = [
+    def exactly_the_unsuperseded_requests_of_this_epoch_pass_the_fence(self) -> None:
+        passing = {
             ask.request_id
             for ask in self.asks.values()
             if may_send_bot_reply(self.state, ask.epoch, ask.request_id)[0]
-        ]
-        assert passing == ([self.current] if self.current else [])
+        }
+        assert passing == {*self.answered, *([self.current] if self.current else [])}
 
     @invariant()
     def the_timer_table_follows_the_effects(self) -> None:

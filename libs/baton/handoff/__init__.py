@@ -40,7 +40,12 @@ from baton.handoff.events import (
     TimerFired,
     is_conversational,
 )
-from baton.handoff.fencing import FenceReason, is_bot_reply_current, may_send_bot_reply
+from baton.handoff.fencing import (
+    FenceReason,
+    is_bot_reply_current,
+    may_send_bot_reply,
+    may_send_external_bot_message,
+)
 from baton.handoff.machine import Decision, IgnoreReason, decide
 from baton.handoff.notices import (
     DEFAULT_TEXTS,
@@ -105,6 +110,7 @@ __all__ = [
     "is_conversational",
     "language_from_code",
     "may_send_bot_reply",
+    "may_send_external_bot_message",
     "new_conversation",
     "next_timers",
     "notice_text",

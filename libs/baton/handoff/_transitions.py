@@ -148,6 +148,7 @@ def _switch(
         "flush_due_at": None,
         "pending_bot_request": None,
         "current_request_id": None,
+        "answered_request_ids": (),
         "answered_through": answered_through,
     }
     new = evolve(state, **(base | changes))

@@ -4,7 +4,8 @@ One burst, one request: messages wait in the buffer until the customer has been 
 the debounce window (sliding), or the cap after the first one has passed, whichever is first.
 If the customer writes again while a request is in flight, that request is superseded: its
 messages go back to the buffer so the next AskBot covers every message not yet answered,
-and `current_request_id` is cleared so none of the old replies pass the outbox fence.
+and `current_request_id` is cleared so none of the old replies pass the outbox fence. A request
+the bot finished stays sendable after the next flush (`answered_request_ids`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from datetime import datetime
 
 from baton.handoff.effects import AskBot, CancelBotRequest, CancelReason
 from baton.handoff.policy import Policy
-from baton.handoff.state import ConversationState, PendingBotRequest, evolve
+from baton.handoff.state import (
+    ANSWERED_REQUESTS_KEPT,
+    ConversationState,
+    PendingBotRequest,
+    evolve,
+)
 from baton.messages import BurstMessage
 from baton.types import Wamid
 
@@ -65,8 +71,14 @@ def flush(state: ConversationState) -> tuple[ConversationState, AskBot]:
     # Deterministic, so a retried decision or effect carries the same id.
     request_id = f"{state.conversation_id}-{state.epoch}-{seq}"
     ask = AskBot(request_id=request_id, epoch=state.epoch, messages=state.buffer)
+    answered = state.answered_request_ids
+    if state.current_request_id is not None:
+        # Still current at a flush means the bot finished it (a supersede clears it): its
+        # replies may still be on their way and answer what this request no longer holds.
+        answered = (*answered, state.current_request_id)[-ANSWERED_REQUESTS_KEPT:]
     flushed = evolve(
         state,
+        answered_request_ids=answered,
         buffer=(),
         first_buffered_at=None,
         flush_due_at=None,

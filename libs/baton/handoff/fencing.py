@@ -1,9 +1,10 @@
 """The fence a bot reply must pass to reach the customer (checked by outbox at send time).
 
 A reply passes only if the bot still holds the conversation, under the same epoch (no mode
-change since the request), and its request is the current one (not superseded by a newer
-customer message). The current request stays current after the bot's turn finished, so a
-reply that reaches outbox after the router saw `BotReplied` is still sent.
+change since the request), and its request was not superseded by a newer customer message:
+the current request, or one of the last requests of this epoch the bot finished (a reply that
+reaches outbox after the router saw `BotReplied`, even after the next burst was flushed, is
+still sent). External bots send without a request: they are fenced by mode and epoch alone.
 """
 
 from __future__ import annotations
@@ -32,8 +33,21 @@ def may_send_bot_reply(
         return False, FenceReason.MISSING_FENCE
     if reply_epoch != state.epoch:
         return False, FenceReason.STALE_EPOCH
-    if request_id != state.current_request_id:
+    if request_id != state.current_request_id and request_id not in state.answered_request_ids:
         return False, FenceReason.SUPERSEDED
+    return True, FenceReason.CURRENT
+
+
+def may_send_external_bot_message(
+    state: ConversationState, expected_epoch: int | None
+) -> tuple[bool, FenceReason]:
+    """The agent API's promise to external bots: sent only in bot mode under their epoch."""
+    if state.mode is not Mode.BOT:
+        return False, FenceReason.NOT_BOT_MODE
+    if expected_epoch is None:
+        return False, FenceReason.MISSING_FENCE
+    if expected_epoch != state.epoch:
+        return False, FenceReason.STALE_EPOCH
     return True, FenceReason.CURRENT
 
 

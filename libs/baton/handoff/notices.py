@@ -67,9 +67,8 @@ def notice_text(policy: Policy, kind: NoticeKind) -> str:
     return DEFAULT_TEXTS[policy.language][kind]
 
 
-def with_bot_prefix(policy: Policy, text: str) -> str:
+def with_bot_prefix(prefix: str, text: str) -> str:
     """Prefix a bot-authored message so customers know who is talking (idempotent)."""
-    prefix = policy.bot_prefix
     if not prefix.strip() or text.startswith(prefix):
         return text
     # A prefix that ends in whitespace (e.g. "*Assistente*\n") chose its own separator.

@@ -5,7 +5,8 @@ All `*_at` times are the router's clock (`now` of the decision that set them), e
 
 Invariants that `decide` keeps (and the property tests check):
 - `assignee` is set only in `human` mode; `paused_until` is set exactly in `paused` mode.
-- The bot lane (`buffer`, `pending_bot_request`, `current_request_id`) is empty outside `bot`.
+- The bot lane (`buffer`, `pending_bot_request`, `current_request_id`,
+  `answered_request_ids`) is empty outside `bot`.
 - `buffer` and `pending_bot_request` are never both non-empty: a new customer message
   supersedes the pending request and takes its messages back into the buffer.
 - The per-handoff fields (`waiting_since`, `takeover_notice_sent`, `ghost_fallback_done`,
@@ -24,6 +25,9 @@ from baton.types import ConversationId, Mode, PhoneNumberId, WaId
 # WhatsApp's customer service window: free-form messages only within 24 h of the
 # customer's last message. Business messages (API or Business App) never reset it.
 CUSTOMER_WINDOW = timedelta(hours=24)
+# Answered requests whose replies may still wait in outbox (pair pacing, a throughput pause)
+# when the next burst is flushed; a reply older than this many answered requests is fenced.
+ANSWERED_REQUESTS_KEPT = 8
 
 
 class PendingBotRequest(BaseModel):
@@ -72,7 +76,10 @@ class ConversationState(BaseModel):
     first_buffered_at: AwareDatetime | None = None
     flush_due_at: AwareDatetime | None = None
     pending_bot_request: PendingBotRequest | None = None
-    current_request_id: str | None = None  # the only request whose replies may be sent
+    current_request_id: str | None = None  # the newest request whose replies may be sent
+    # Earlier requests of this epoch the bot finished (never superseded ones): their replies
+    # still pass the fence. Newest last, at most ANSWERED_REQUESTS_KEPT.
+    answered_request_ids: tuple[str, ...] = ()
     request_seq: int = 0  # makes request ids unique and deterministic
     # Newest customer message a human stretch covered: older ones never reach the bot.
     answered_through: AwareDatetime | None = None
