@@ -1,14 +1,17 @@
 """The bot's decision for one debounced burst: reply, stay silent, or hand off to a human.
 
-Order: a customer asking for a person hands off at once (no LLM call); otherwise the LLM (or
-the offline responder when none is configured) answers. A `handoff_to_human` tool call hands
-off; the cannot-help marker, or an offline "no answer", is a fallback reply unless it is the
-`max_failed_turns`-th in a row, which hands off; an LLM that stays down after its bounded
-retries hands off with an extractive summary, so no customer is silently dropped.
+Order: a customer asking for a person hands off without asking the LLM for a reply; otherwise
+the LLM (or the offline responder when none is configured) answers. A `handoff_to_human` tool
+call hands off; the cannot-help marker, or an offline "no answer", is a fallback reply unless it
+is the `max_failed_turns`-th in a row, which hands off; an LLM that stays down after its bounded
+retries hands off with an extractive summary, so no customer is silently dropped. When an LLM
+is configured, a handoff the bot decided itself (keywords, repeated failures) carries the
+model's own summary for the agent above the extracted facts, bounded by SUMMARY_TIMEOUT_SECONDS.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Literal, TypeAlias
 
@@ -53,7 +56,13 @@ async def answer(
     log = logger.bind(
         conversation_id=request.conversation_id, request_id=request.request_id, epoch=request.epoch
     )
-    decision = await _decide(request, prior_turns(request, history), llm=llm, policy=policy)
+    prior = prior_turns(request, history)
+    decision = await _decide(request, prior, llm=llm, policy=policy)
+    if isinstance(decision, Handoff) and decision.reason in _LLM_SUMMARIZED and llm is not None:
+        burst = _burst(request)
+        headline = await _llm_summary(llm, prior, burst, policy)
+        if headline is not None:
+            decision = _handoff(decision.reason, prior, burst, policy, headline=headline)
     if isinstance(decision, Handoff):
         log.info("bot.handoff", reason=decision.reason.value)
     elif isinstance(decision, NoReply):
@@ -68,7 +77,7 @@ async def answer(
 async def _decide(
     request: AskBot, prior: Sequence[Turn], *, llm: ChatModel | None, policy: BotPolicy
 ) -> BotDecision:
-    burst = [message.text.strip() for message in request.messages if message.text.strip()]
+    burst = _burst(request)
     if not burst:
         return NoReply()
     if handoff_rules.asks_for_human(burst, policy.handoff_phrases) is not None:
@@ -117,6 +126,53 @@ async def _decide(
     if not text:
         return NoReply()
     return Reply(text=text[:MAX_REPLY_CHARS])
+
+
+def _burst(request: AskBot) -> list[str]:
+    return [message.text.strip() for message in request.messages if message.text.strip()]
+
+
+# Handoffs the bot decided without the model's own summary; when an LLM is configured it writes
+# one for the agent (a tool-call handoff brings its own; an LLM that is down cannot).
+_LLM_SUMMARIZED = frozenset({HandoffReason.CUSTOMER_ASKED, HandoffReason.BOT_FAILED})
+# The handoff waits this long for the model's summary at most, then goes with the extractive one.
+SUMMARY_TIMEOUT_SECONDS = 8.0
+
+_SUMMARY_PROMPT = """A human agent of the business is taking over this WhatsApp conversation from the automated \
+assistant. Write a summary for the agent in {language}: one or two short sentences saying what \
+the customer wants and anything they are waiting for. Do not greet, do not address the customer, \
+do not invent facts.\
+"""
+
+
+async def _llm_summary(
+    llm: ChatModel, prior: Sequence[Turn], burst: Sequence[str], policy: BotPolicy
+) -> str | None:
+    """The model's summary of the conversation for the agent, or None to keep the extractive one."""
+    recent = prior[-policy.history_turns :] if policy.history_turns else []
+    transcript = "\n".join(
+        [*(f"{_ROLES[turn.author]}: {turn.text.strip()}" for turn in recent)]
+        + [f"user: {text}" for text in burst]
+    )
+    prompt = _SUMMARY_PROMPT.format(language=policy.texts.language_name)
+    try:
+        async with asyncio.timeout(SUMMARY_TIMEOUT_SECONDS):
+            reply = await llm.complete(
+                [
+                    ChatMessage(role="system", content=prompt),
+                    ChatMessage(role="user", content=transcript),
+                ]
+            )
+    except (LLMUnavailable, TimeoutError) as exc:
+        logger.warning("bot.summary_unavailable", error=repr(exc))
+        return None
+    except Exception:  # the handoff must not fail for want of a nicer summary
+        logger.exception("bot.summary_failed")
+        return None
+    text = (reply.handoff.summary if reply.handoff is not None else reply.content).strip()
+    if not text or policy.cannot_help_marker in text:
+        return None
+    return text
 
 
 def prior_turns(request: AskBot, history: Sequence[Turn]) -> list[Turn]:

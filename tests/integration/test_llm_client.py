@@ -305,13 +305,37 @@ async def test_brain_caps_long_replies(fake: FakeLLM, client: LLMClient) -> None
     assert decision == Reply(text="x" * MAX_REPLY_CHARS)
 
 
-async def test_brain_keyword_handoff_does_not_call_the_llm(
+async def test_brain_keyword_handoff_asks_the_llm_only_for_the_agents_summary(
     fake: FakeLLM, client: LLMClient
 ) -> None:
+    fake.reply_next("Cliente quer saber do pedido 4242 atrasado e pediu um atendente.")
+    decision = await answer(ask("quero falar com um atendente"), HISTORY, llm=client, policy=POLICY)
+    assert decision == Handoff(
+        reason=HandoffReason.CUSTOMER_ASKED,
+        summary=(
+            "Motivo: o cliente pediu para falar com uma pessoa\n"
+            "Resumo: Cliente quer saber do pedido 4242 atrasado e pediu um atendente.\n"
+            "Pedidos: 4242"
+        ),
+    )
+    [call] = fake.requests
+    messages = call.messages
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert "human agent" in messages[0]["content"]
+    assert "Brazilian Portuguese" in messages[0]["content"]
+    assert "quero falar com um atendente" in messages[1]["content"]
+
+
+async def test_brain_keyword_handoff_keeps_the_extractive_summary_when_the_llm_fails(
+    fake: FakeLLM, client: LLMClient
+) -> None:
+    fake.fail_next(3, status=500)
     decision = await answer(ask("quero falar com um atendente"), HISTORY, llm=client, policy=POLICY)
     assert isinstance(decision, Handoff)
     assert decision.reason is HandoffReason.CUSTOMER_ASKED
-    assert fake.requests == []
+    assert "Resumo" not in decision.summary
+    assert "- quero falar com um atendente" in decision.summary
+    assert "Pedidos: 4242" in decision.summary
 
 
 async def test_brain_tool_call_hands_off_with_the_model_summary(
