@@ -162,6 +162,19 @@ async def _becomes(store: PostgresStore, number: str, customer: str, mode: Mode)
     await eventually(reached, what=f"mode {mode}")
 
 
+async def _customer_waiting(store: PostgresStore, number: str, customer: str) -> None:
+    async def waiting() -> bool:
+        since = await store.pool.fetchval(
+            "SELECT state->>'waiting_since' FROM conversations"
+            " WHERE phone_number_id = $1 AND wa_id = $2",
+            number,
+            customer,
+        )
+        return since is not None
+
+    await eventually(waiting, what="the customer waiting on a human")
+
+
 async def _router_duplicates(running: RunningStack, kind: str) -> float:
     async with httpx.AsyncClient() as client:
         text = (await client.get(running.metrics_url("router"))).text
@@ -183,6 +196,8 @@ async def test_the_owners_echo_pauses_the_bot_and_hash_bot_resumes_it(
     await _owner_types(running, NUMBER, customer, "Oi! Aqui é a Ana, já te ajudo.")
     await _becomes(store, NUMBER, customer, Mode.PAUSED)
     await _say(running, NUMBER, customer, "quero trocar o tamanho")
+    # Webhooks are not ordered: let the router see the held message before the owner's `#bot`.
+    await _customer_waiting(store, NUMBER, customer)
     await _owner_types(running, NUMBER, customer, "#bot")
     await _becomes(store, NUMBER, customer, Mode.BOT)
     await _say(running, NUMBER, customer, "obrigado")
