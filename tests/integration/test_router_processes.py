@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -230,8 +230,8 @@ async def _settled(store: PostgresStore, conversation_id: int) -> bool:
     return state is not None and not state.buffer and left == 0
 
 
-def _last_saver(stack: Stack, conversation_id: int, version: int) -> str:
-    """Which router process saved this version of the conversation (from its JSON logs)."""
+def _decisions(stack: Stack, conversation_id: int) -> Iterator[tuple[str, int]]:
+    """(router process, version) of every save of the conversation, from the JSON logs."""
     for spec in stack.specs:
         for line in stack.log_path(spec.name).read_text().splitlines():
             if not line.startswith("{"):
@@ -240,10 +240,21 @@ def _last_saver(stack: Stack, conversation_id: int, version: int) -> str:
             if (
                 entry.get("event") == "conversation.decided"
                 and entry.get("conversation_id") == conversation_id
-                and entry.get("version") == version
             ):
-                return spec.name
+                yield spec.name, entry.get("version")
+
+
+def _last_saver(stack: Stack, conversation_id: int, version: int) -> str:
+    """Which router process saved this version of the conversation."""
+    for name, saved in _decisions(stack, conversation_id):
+        if saved == version:
+            return name
     raise AssertionError(f"no router logged version {version} of conversation {conversation_id}")
+
+
+def _savers(stack: Stack, conversation_id: int) -> set[str]:
+    """Every router process that saved a version of the conversation."""
+    return {name for name, _ in _decisions(stack, conversation_id)}
 
 
 async def _one_request(
@@ -271,13 +282,19 @@ async def _state_has_request(store: PostgresStore, number: str, customer: str) -
 async def test_a_burst_across_two_routers_is_one_request_in_order(
     two_routers: Stack, broker: Broker, store: PostgresStore, bot: Bot, setup: Setup
 ) -> None:
-    customer = _digits("55")
-    started = datetime.now(UTC)
-    wamids = await _burst(broker, setup.number, customer, 5)
-    assert datetime.now(UTC) - started < timedelta(milliseconds=300)
+    # The broker spreads deliveries over both routers' consumers; a burst that happened to land
+    # on one router only would prove nothing about two, so such a burst is played again.
+    for _ in range(3):
+        customer = _digits("55")
+        started = datetime.now(UTC)
+        wamids = await _burst(broker, setup.number, customer, 5)
+        assert datetime.now(UTC) - started < timedelta(milliseconds=300)
 
-    request = await _one_request(bot, broker, store, setup.number, customer)
-    assert [m.wamid for m in request.messages] == wamids
+        request = await _one_request(bot, broker, store, setup.number, customer)
+        assert [m.wamid for m in request.messages] == wamids
+        if len(_savers(two_routers, request.conversation_id)) == 2:
+            return
+    raise AssertionError("every burst was decided by one router alone")
 
 
 async def test_a_router_killed_mid_window_still_gives_one_request(
