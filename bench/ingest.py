@@ -4,8 +4,12 @@
 
 Starts one real ingest process (HMAC verification + split + publish to RabbitMQ + waiting for the
 publisher confirm of a quorum queue) and one bare FastAPI process that only answers 200, both
-under uvicorn on loopback. For each: the saturated rate (closed loop), then p50/p99 ack latency
-at half of that rate (open loop, measured from the scheduled send time).
+under uvicorn on loopback. For each: the saturated rate (closed loop) and the server's CPU time
+per request during it (read from /proc, steadier than the rate when other work shares the cores),
+then p50/p99 ack latency at half of that rate (open loop, measured from the scheduled send time).
+Nothing consumes what ingest publishes here, so the queues are purged before each ingest phase:
+a backlog of a few hundred thousand messages slows the broker's confirms (p99 at 2,500 req/s
+went from 3 to 220 ms), which is the broker's state, not ingest's cost.
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 
+import aio_pika
 import httpx
 import uvloop
 
-from baton.broker import Broker
+from baton.broker import QUEUES, Broker
 from baton.devstack import REPO_ROOT
 from baton.whatsapp.signature import sign
 from bench.loadgen import Result, paced, post_request, saturate
@@ -36,6 +44,12 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -62,17 +76,34 @@ async def _wait_up(port: int, path: str) -> None:
     raise RuntimeError(f"nothing answering on :{port}{path}")
 
 
+@dataclass(frozen=True)
+class Server:
+    port: int
+    pid: int
+
+
 async def _measure(
-    name: str, port: int, request: bytes, seconds: float, connections: int
+    name: str,
+    server: Server,
+    request: bytes,
+    seconds: float,
+    connections: int,
+    reset: Callable[[], Awaitable[None]],
 ) -> tuple[Result, Result]:
+    port = server.port
     await saturate(port, lambda: request, connections=connections, seconds=1.0)  # warm-up
+    await reset()
+    cpu_before = _cpu_seconds(server.pid)
     peak = await saturate(port, lambda: request, connections=connections, seconds=seconds)
+    cpu = _cpu_seconds(server.pid) - cpu_before
+    await reset()
     half = await paced(
         port, lambda: request, rate=peak.rate / 2, seconds=seconds, connections=connections
     )
     errors = {s: n for s, n in {**peak.by_status, **half.by_status}.items() if s != 200}
     print(
-        f"{name:<8} {peak.rate:>9.0f} req/s   at {peak.rate / 2:>6.0f} req/s:"
+        f"{name:<8} {peak.rate:>7.0f} req/s  {cpu / max(peak.sent, 1) * 1e6:>5.0f} µs"
+        f" ({cpu / peak.elapsed:>4.0%})  at {peak.rate / 2:>5.0f} req/s:"
         f" p50 {half.percentile(50) * 1000:6.2f} ms  p99 {half.percentile(99) * 1000:6.2f} ms"
         f"  non-200: {errors or 'none'}",
         flush=True,
@@ -87,20 +118,43 @@ async def _declare_topology(amqp_url: str) -> None:
     await broker.close()
 
 
-async def _run(ingest_port: int, bare_port: int, seconds: float, connections: int) -> None:
-    await _wait_up(ingest_port, "/readyz")
-    await _wait_up(bare_port, "/webhook")
+async def _purge(amqp_url: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        for spec in QUEUES.values():
+            await (await channel.get_queue(spec.name, ensure=False)).purge()
+    finally:
+        await connection.close()
+
+
+async def _nothing() -> None:
+    pass
+
+
+async def _run(
+    ingest: Server, bare: Server, amqp_url: str, seconds: float, connections: int
+) -> None:
+    await _wait_up(ingest.port, "/readyz")
+    await _wait_up(bare.port, "/webhook")
     body = _webhook()
     headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(body, SECRET)}
     signed = post_request("/webhook", body, headers)
     print(
         f"one {len(body)}-byte signed webhook, {connections} connections,"
-        f" {seconds:.0f} s per phase, {os.cpu_count()} cores"
+        f" {seconds:.0f} s per phase, {os.cpu_count()} cores,"
+        f" load average {_load()} at start"
     )
-    print("endpoint     saturated    latency at half of it (open loop)")
-    ingest, _ = await _measure("ingest", ingest_port, signed, seconds, connections)
-    bare, _ = await _measure("bare", bare_port, signed, seconds, connections)
-    print(f"ratio ingest/bare: {ingest.rate / bare.rate:.2f}")
+    print("endpoint  saturated  CPU/req (util)  latency at half of it (open loop)")
+    peak, _ = await _measure(
+        "ingest", ingest, signed, seconds, connections, lambda: _purge(amqp_url)
+    )
+    baseline, _ = await _measure("bare", bare, signed, seconds, connections, _nothing)
+    print(f"ratio ingest/bare: {peak.rate / baseline.rate:.2f}; load average {_load()} at end")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -141,7 +195,9 @@ def main() -> None:
         ),
     ]
     try:
-        uvloop.run(_run(ingest_port, bare_port, args.seconds, args.connections))
+        ingest = Server(ingest_port, servers[0].pid)
+        bare = Server(bare_port, servers[1].pid)
+        uvloop.run(_run(ingest, bare, amqp_url, args.seconds, args.connections))
     finally:
         for proc in servers:
             proc.terminate()

@@ -11,6 +11,7 @@ import structlog
 import uvicorn
 import uvloop
 from fastapi import FastAPI, Response
+from starlette.types import ASGIApp
 
 from baton.logging import configure_logging
 from baton.metrics import exposition
@@ -29,10 +30,20 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve_http(app: FastAPI, *, host: str, port: int, stop: asyncio.Event) -> None:
+async def serve_http(app: ASGIApp, *, host: str, port: int, stop: asyncio.Event) -> None:
     """Serve `app` until `stop` is set, then finish in-flight requests and return."""
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        # Less per-response work, measured on ingest's hot path: no `server` header to advertise,
+        # and no X-Forwarded-For rewriting (it only trusted loopback, and no service reads the
+        # client address).
+        server_header=False,
+        proxy_headers=False,
     )
     server = _Server(config)
     serving = asyncio.create_task(server.serve(), name=f"http:{port}")

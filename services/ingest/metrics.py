@@ -37,3 +37,12 @@ KNOWN_FIELDS = frozenset(
 def field_label(routing_key: str) -> str:
     """Keep the label's cardinality bounded whatever fields Meta invents."""
     return routing_key if routing_key in KNOWN_FIELDS else "other"
+
+
+# Looked up once: `labels()` takes a lock and builds a key on every call, on the hot path.
+_PUBLISHED = {field: CHANGES_PUBLISHED.labels(field=field) for field in KNOWN_FIELDS | {"other"}}
+
+
+def published(routing_key: str) -> Counter:
+    """The published-changes counter for this routing key's (bounded) field label."""
+    return _PUBLISHED[field_label(routing_key)]

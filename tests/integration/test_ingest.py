@@ -9,7 +9,9 @@ import aio_pika
 import httpx
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
+from starlette.types import ASGIApp, Message
 
 from baton.broker import WEBHOOKS, Broker, QueueSpec
 from baton.messages import WebhookChange
@@ -213,3 +215,161 @@ async def test_unknown_field_is_kept_not_lost(
     assert response.status_code == 200
     parked = await _take(amqp_url, WEBHOOKS_UNROUTED.name, expected=2)
     assert {WebhookChange.model_validate_json(m.body).field for m in parked} == {field}
+
+
+# POST /webhook is served by a bare ASGI callable in front of the FastAPI app: what follows pins
+# down the edges that Starlette used to handle for it.
+
+
+async def _asgi(
+    app: ASGIApp, method: str, headers: list[tuple[bytes, bytes]], events: list[Message]
+) -> tuple[list[Message], int]:
+    """Drive the ASGI app directly: the request `events` in order; returns what it sent and
+    how many events it asked for (after the last one, a client that is gone)."""
+    sent: list[Message] = []
+    asked = 0
+
+    async def receive() -> Message:
+        nonlocal asked
+        asked += 1
+        return events[asked - 1] if asked <= len(events) else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": "/webhook",
+        "raw_path": b"/webhook",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"ingest"), *headers],
+        "client": ("127.0.0.1", 4000),
+        "server": ("127.0.0.1", 8080),
+    }
+    await app(scope, receive, send)
+    return sent, asked
+
+
+def _chunks(body: bytes, size: int) -> list[Message]:
+    parts = [body[i : i + size] for i in range(0, len(body), size)]
+    return [
+        {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+        for i, part in enumerate(parts)
+    ]
+
+
+def _count(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_body_in_many_chunks_is_reassembled_and_published(
+    broker: Broker, amqp_url: str
+) -> None:
+    field = unique("f").replace("-", "_")
+    queue = QueueSpec(unique("ingest.q"), WEBHOOKS, (field,))
+    await broker.declare_queue(queue)
+    body = _webhook(field, unique("wamid"))
+    app = create_app(SETTINGS, broker)
+    accepted = _count("baton_webhook_requests_total", outcome="accepted")
+    published = _count("baton_webhook_changes_published_total", field="other")
+    signature = (b"x-hub-signature-256", sign(body, SECRET).encode())
+    sent, _ = await _asgi(app, "POST", [signature], _chunks(body, 7))
+    assert sent[0]["status"] == 200
+    changes = [
+        WebhookChange.model_validate_json(m.body) for m in await _take(amqp_url, queue.name, 2)
+    ]
+    assert [c.field for c in changes] == [field, field]
+    assert changes[0].value["messages"][0]["text"]["body"] == "caf\u00e9"
+    assert _count("baton_webhook_requests_total", outcome="accepted") == accepted + 1
+    # Both changes are counted, under the bounded label for a field ingest does not know.
+    assert _count("baton_webhook_changes_published_total", field="other") == published + 2
+
+
+async def test_stream_over_the_limit_is_refused_without_reading_the_rest(broker: Broker) -> None:
+    app = create_app(SETTINGS, broker)
+    body = b"{" + b" " * (2 * SETTINGS.ingest_max_body_bytes) + b"}"
+    events = _chunks(body, 1024)  # no content-length: the size is only known while reading
+    sent, asked = await _asgi(app, "POST", [], events)
+    assert sent[0]["status"] == 413
+    assert sent[1]["body"] == b"too large"
+    assert asked < len(events)
+
+
+async def test_declared_length_over_the_limit_is_refused_before_reading(broker: Broker) -> None:
+    app = create_app(SETTINGS, broker)
+    too_long = str(SETTINGS.ingest_max_body_bytes + 1).encode()
+    sent, asked = await _asgi(app, "POST", [(b"content-length", too_long)], _chunks(b"{}", 2))
+    assert sent[0]["status"] == 413
+    assert asked == 0
+
+
+async def test_unparseable_declared_length_falls_back_to_counting(broker: Broker) -> None:
+    app = create_app(SETTINGS, broker)
+    body = b'{"object": "whatsapp_business_account", "entry": []}'
+    headers = [(b"content-length", b"lots"), (b"x-hub-signature-256", sign(body, SECRET).encode())]
+    sent, _ = await _asgi(app, "POST", headers, _chunks(body, 10))
+    assert sent[0]["status"] == 200  # signed, and no changes to publish
+
+
+async def test_client_gone_mid_body_gets_no_answer_and_nothing_published(
+    broker: Broker, amqp_url: str
+) -> None:
+    field = unique("f").replace("-", "_")
+    queue = QueueSpec(unique("ingest.q"), WEBHOOKS, (field,))
+    await broker.declare_queue(queue)
+    body = _webhook(field, unique("wamid"))
+    app = create_app(SETTINGS, broker)
+    headers = [(b"x-hub-signature-256", sign(body, SECRET).encode())]
+    sent, asked = await _asgi(app, "POST", headers, _chunks(body, 100)[:2])
+    assert sent == []
+    assert asked == 3  # two chunks, then the disconnect
+    # The same request completed afterwards is published: nothing of the first one was.
+    complete, _ = await _asgi(app, "POST", headers, _chunks(body, 100))
+    assert complete[0]["status"] == 200
+    assert len(await _take(amqp_url, queue.name, expected=2)) == 2
+    assert await _next_now(amqp_url, queue.name) is None
+
+
+async def _next_now(amqp_url: str, queue: str) -> aio_pika.abc.AbstractIncomingMessage | None:
+    """One basic.get, no waiting: after a confirm the message is already in the queue."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        return await (await channel.get_queue(queue)).get(fail=False)
+    finally:
+        await connection.close()
+
+
+async def test_first_signature_header_is_the_one_checked(broker: Broker) -> None:
+    app = create_app(SETTINGS, broker)
+    body = _webhook("messages", "x")
+    good = (b"x-hub-signature-256", sign(body, SECRET).encode())
+    bad = (b"x-hub-signature-256", b"sha256=" + b"0" * 64)
+    refused, _ = await _asgi(app, "POST", [bad, good], _chunks(body, len(body)))
+    assert refused[0]["status"] == 401
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "HEAD"])
+async def test_other_methods_on_webhook_are_not_allowed(
+    client: httpx.AsyncClient, method: str
+) -> None:
+    response = await client.request(method, "/webhook", content=b"{}")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+
+
+async def test_ops_routes_are_served_behind_the_webhook_path(client: httpx.AsyncClient) -> None:
+    body = _webhook("messages", "x")
+    await client.post("/webhook", content=body)  # unsigned: counted as missing_signature
+    metrics = await client.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'baton_webhook_requests_total{outcome="missing_signature"}' in metrics.text
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    redirected = await client.post("/webhook/", content=body)
+    assert redirected.status_code == 307
+    assert redirected.headers["location"] == "http://ingest/webhook"

