@@ -126,19 +126,26 @@ async def test_signed_webhook_is_published_once_per_change_after_confirm(
     assert published[0].message_id == published[1].message_id
 
 
+def _requests_counted(outcome: str) -> float:
+    value = REGISTRY.get_sample_value("baton_webhook_requests_total", {"outcome": outcome})
+    return value or 0.0
+
+
 @pytest.mark.parametrize(
-    ("headers", "status"),
+    ("headers", "outcome"),
     [
-        ({}, 401),
-        ({"X-Hub-Signature-256": "sha256=" + "0" * 64}, 401),
-        ({"X-Hub-Signature-256": "md5=abc"}, 401),
+        ({}, "missing_signature"),
+        ({"X-Hub-Signature-256": "sha256=" + "0" * 64}, "bad_signature"),
+        ({"X-Hub-Signature-256": "md5=abc"}, "bad_signature"),
     ],
 )
-async def test_unsigned_or_badly_signed_is_refused(
-    client: httpx.AsyncClient, headers: dict[str, str], status: int
+async def test_unsigned_or_badly_signed_is_refused_and_counted(
+    client: httpx.AsyncClient, headers: dict[str, str], outcome: str
 ) -> None:
+    before = _requests_counted(outcome)
     response = await client.post("/webhook", content=_webhook("messages", "x"), headers=headers)
-    assert response.status_code == status
+    assert response.status_code == 401
+    assert _requests_counted(outcome) == before + 1
 
 
 async def test_tampered_body_is_refused(client: httpx.AsyncClient) -> None:
