@@ -1,5 +1,9 @@
 """One attempt at one send: fence, claim (idempotency), call the Graph API, record the outcome.
 
+A send for an offboarded number (`Store.number_disabled`, cached for a few seconds) is claimed,
+then recorded failed (`number_offboarded`) and announced once, with no Graph API call: its token
+is no longer ours to use.
+
 The worker decides when an attempt may start (rate window, pair limit, order) and what to do
 with its result (settle, retry, dead-letter); this module only does the attempt, so every
 outcome is a value the worker can act on.
@@ -18,6 +22,7 @@ import structlog
 from baton.broker import Broker
 from baton.handoff import may_send_bot_reply
 from baton.messages import Message, MessageSent, ReplyFenced, SendFailed, SendText
+from baton.offboarding import OffboardedNumbers
 from baton.settings import NumbersConfig
 from baton.store import Store
 from baton.store.outbox_records import ClaimStatus
@@ -30,6 +35,7 @@ from services.outbox import metrics
 log = structlog.get_logger()
 
 _RECORD_ATTEMPTS = 5  # recording a send Meta accepted: worth insisting, a retry would duplicate it
+NUMBER_OFFBOARDED = "number_offboarded"  # the failure reason of a send for a disabled number
 
 
 @dataclass(frozen=True)
@@ -48,9 +54,10 @@ class Sent:
 
 @dataclass(frozen=True)
 class Skipped:
-    """Nothing to send: fenced (a human holds the conversation) or already done."""
+    """Nothing to send: fenced (a human holds the conversation), already done, or refused
+    because the number was offboarded (recorded failed and announced)."""
 
-    outcome: str  # "fenced" or "duplicate"
+    outcome: str  # "fenced", "duplicate" or "offboarded"
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,7 @@ class Outbox:
         *,
         abandon_after_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        offboarded: OffboardedNumbers | None = None,
     ) -> None:
         self._store = store
         self._broker = broker
@@ -106,6 +114,7 @@ class Outbox:
         self._numbers = numbers
         self._abandon_after = abandon_after_seconds
         self._clock = clock
+        self._offboarded = offboarded if offboarded is not None else OffboardedNumbers(store)
 
     async def prepare(self, send: SendText) -> Prepared:
         """Fence and claim, before a send slot is taken (the slot then covers only the call).
@@ -113,7 +122,14 @@ class Outbox:
         Never raises for a store failure: returns Retry.
         """
         try:
-            if send.author is Author.BOT and (reason := await self._fence_reason(send)):
+            # Checked here, with the fence, so sends already queued when the number was
+            # offboarded are stopped too.
+            offboarded = await self._offboarded.disabled(send.phone_number_id)
+            if (
+                not offboarded
+                and send.author is Author.BOT
+                and (reason := await self._fence_reason(send))
+            ):
                 await self._fenced(send, reason)
                 return Skipped("fenced")
             claim = await self._store.claim_outbound(
@@ -136,11 +152,32 @@ class Outbox:
             return Skipped("duplicate")
         if claim.status is ClaimStatus.BUSY:
             return Busy(claim.busy_seconds)
+        if offboarded:
+            # Claimed first, so a redelivery finds it failed (a duplicate) and announces nothing.
+            return await self._refuse_offboarded(send)
         if claim.in_doubt:
             # The documented window: an earlier attempt never recorded its outcome.
             metrics.IN_DOUBT.labels(cause="unrecorded_attempt").inc()
             log.warning("outbox.resend_in_doubt", attempt=claim.attempt)
         return Ready()
+
+    async def _refuse_offboarded(self, send: SendText) -> Skipped | Retry:
+        try:
+            await self._store.fail_outbound(
+                send.idempotency_key, error_code=None, reason=NUMBER_OFFBOARDED
+            )
+        except Exception as exc:  # no call was made: retrying can never duplicate anything
+            log.warning("outbox.store_unavailable", error=repr(exc))
+            await self.abandon(send)
+            return Retry(ErrorClass.TRANSIENT, None, f"before the call: {exc!r}", None)
+        metrics.SENDS.labels(author=send.author, outcome="failed").inc()
+        log.warning(
+            "outbox.send_refused_offboarded",
+            phone_number_id=send.phone_number_id,
+            reason=NUMBER_OFFBOARDED,
+        )
+        await self._announce_failed(send, None, NUMBER_OFFBOARDED)
+        return Skipped("offboarded")
 
     async def abandon(self, send: SendText) -> None:
         """Close a send's attempt with no outcome: not called now, or failed retryably."""

@@ -10,6 +10,9 @@
 
 A message is skipped only once its state change was saved (`routed`), so a crash between
 storing a message and saving its state change never loses it from a burst.
+
+Customer messages and echoes of an offboarded number (`Store.number_disabled`, cached for a
+few seconds) are acknowledged and dropped before anything is stored or decided.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from baton.messages import (
     RequestHandoff,
     WebhookChange,
 )
+from baton.offboarding import OffboardedNumbers
 from baton.store import Store
 from baton.store.handoff_records import EchoOutcome, NewEcho
 from baton.store.records import DeliveryStatus, NewInbound, StatusUpdate
@@ -53,13 +57,22 @@ from services.router import metrics
 log = structlog.get_logger()
 
 COMMAND_TYPE = "command"  # stored type of an owner command echo (#bot, #pause 3h)
+NUMBER_DISABLED = "number_disabled"  # why a change was ignored: its number was offboarded
 
 
 class Router:
-    def __init__(self, store: Store, broker: Broker, conversations: Conversations) -> None:
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        conversations: Conversations,
+        *,
+        offboarded: OffboardedNumbers | None = None,
+    ) -> None:
         self._store = store
         self._broker = broker
         self._conversations = conversations
+        self._offboarded = offboarded if offboarded is not None else OffboardedNumbers(store)
 
     async def on_webhook(self, delivery: Delivery) -> None:
         change = WebhookChange.model_validate_json(delivery.body)
@@ -106,8 +119,15 @@ class Router:
 
     async def _on_messages(self, value: MessagesValue, *, retried: bool) -> None:
         phone_number_id = value.metadata.phone_number_id
-        for message in value.messages:
-            await self._on_customer_message(value, phone_number_id, message, retried=retried)
+        # Only a change with customer messages pays for the lookup (statuses are the bulk).
+        if value.messages and await self._offboarded.disabled(phone_number_id):
+            self._ignored_offboarded("customer", phone_number_id, len(value.messages))
+        else:
+            for message in value.messages:
+                await self._on_customer_message(value, phone_number_id, message, retried=retried)
+        # Statuses of an offboarded number are still recorded: they describe messages that did
+        # leave while it was connected, touch no conversation state, ask no bot and send
+        # nothing, and keep what agents see of those messages true.
         for status in value.statuses:
             await self._on_status(phone_number_id, status, retried=retried)
         for error in value.errors:
@@ -212,6 +232,9 @@ class Router:
 
     async def _on_echoes(self, value: EchoesValue) -> None:
         phone_number_id = value.metadata.phone_number_id
+        if value.message_echoes and await self._offboarded.disabled(phone_number_id):
+            self._ignored_offboarded("echo", phone_number_id, len(value.message_echoes))
+            return
         policy = self._conversations.policy(phone_number_id)
         for echo in value.message_echoes:
             if echo.to is None:
@@ -272,6 +295,16 @@ class Router:
                             mode=decision.state.mode,
                         ),
                     )
+
+    def _ignored_offboarded(self, kind: str, phone_number_id: PhoneNumberId, count: int) -> None:
+        metrics.IGNORED.labels(kind=kind, reason=NUMBER_DISABLED).inc(count)
+        log.info(
+            "router.ignored_offboarded",
+            kind=kind,
+            count=count,
+            phone_number_id=phone_number_id,
+            reason=NUMBER_DISABLED,
+        )
 
     async def _announce(self, message_id: str, event: ConversationEvent) -> None:
         """Publish an event for agents; its id is deterministic, so a retry is deduplicable."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from baton.handoff import (
     AgentEventKind,
@@ -68,6 +68,12 @@ DUPLICATES = Counter(
     "Redelivered messages dropped before the state machine, by kind (customer, echo).",
     ["kind"],
 )
+IGNORED = Counter(
+    "baton_router_ignored_total",
+    "Customer messages and echoes acknowledged and dropped before the state machine, by kind"
+    " and reason (number_disabled: the number was offboarded).",
+    ["kind", "reason"],
+)
 EFFECTS_RELAYED = Counter(
     "baton_router_effects_relayed_total",
     "Queued effects published by the relay sweep (left behind by a crash or broker outage).",
@@ -125,3 +131,12 @@ def _human_answered(before: ConversationState, event: Event, after: Conversation
         and after.waiting_since is None
         and after.mode is not Mode.BOT
     )
+
+
+# Recounted from the store by the sweep loop: every router replica reports the same global
+# numbers, so dashboards take `max by (mode)`, never `sum`.
+CONVERSATIONS = Gauge(
+    "baton_conversations",
+    "Conversations by mode (bot, human, paused), counted in the store (global, not per replica).",
+    ["mode"],
+)

@@ -529,12 +529,13 @@ async def _metric(url: str, name: str, **labels: str) -> float:
 
 
 async def test_an_offboarded_number_is_disabled_and_its_webhooks_ignored(
-    history_stack: HistoryStack, db: PostgresStore
+    history_stack: HistoryStack, db: PostgresStore, sim: SimulatorClient
 ) -> None:
     pnid, display = "9" + _digits(14), "1666" + _digits(7)
     customer = "5511933332222"
     running = history_stack.running
     metrics_url = running.metrics_url("history")
+    router_metrics_url = running.metrics_url("router")
 
     def chunk(order: int) -> bytes:
         messages = [
@@ -581,3 +582,38 @@ async def test_an_offboarded_number_is_disabled_and_its_webhooks_ignored(
     assert await db.contact_names(pnid, [customer]) == {}
     assert history.onboarding is not None
     assert history.onboarding.disabled_reason == "PARTNER_REMOVED:ACCOUNT_DISCONNECTED"
+
+    # A customer writing live to the offboarded number: acknowledged, and the router drops it.
+    # (The router never looked this number up before, so its cache holds no stale answer.)
+    async def router_ignored() -> float:
+        return await _metric(
+            router_metrics_url,
+            "baton_router_ignored_total",
+            kind="customer",
+            reason="number_disabled",
+        )
+
+    writer, control = "5599" + _digits(9), "5599" + _digits(9)
+    connected = history_stack.phone_number_id
+    async with watching_bot_asks(history_stack.amqp_url) as asks:
+        ignored_live = await router_ignored()
+        async with httpx.AsyncClient(timeout=10) as client:
+            await _post(running, meta_json(envelope([customer_text(pnid, writer, "oi?")])), client)
+
+            async def live_ignored() -> bool:
+                return await router_ignored() == ignored_live + 1
+
+            await eventually(live_ignored, what="the router to ignore the live message")
+            # Behind it, a customer of a connected number is answered: the pipeline is flowing.
+            await _post(
+                running, meta_json(envelope([customer_text(connected, control, "oi?")])), client
+            )
+
+        async def control_answered() -> bool:
+            return any(m.wamid for m in await sim.messages(phone_number_id=connected, to=control))
+
+        await eventually(control_answered, what="the connected number's reply")
+    assert asks.first_for(control) is not None
+    assert asks.first_for(writer) is None  # no bot request ...
+    assert await sim.messages(phone_number_id=pnid) == []  # ... and nothing sent from it
+    assert writer not in await _conversations(history_stack.pg_url, pnid)  # nothing stored

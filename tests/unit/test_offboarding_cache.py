@@ -1,0 +1,99 @@
+"""The offboarded-numbers cache: answers reused within the TTL, looked up again after it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from baton.offboarding import OffboardedNumbers
+from baton.types import PhoneNumberId
+
+NUMBER = "900000000000901"
+OTHER = "900000000000902"
+
+
+class FakeLookup:
+    """The store's `number_disabled`, with the answers and lookups visible to the test."""
+
+    def __init__(self) -> None:
+        self.disabled: set[PhoneNumberId] = set()
+        self.lookups: list[PhoneNumberId] = []
+        self.failing = False
+        self.gate: asyncio.Event | None = None
+
+    async def number_disabled(self, phone_number_id: PhoneNumberId) -> bool:
+        self.lookups.append(phone_number_id)
+        answer = phone_number_id in self.disabled
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.failing:
+            raise ConnectionError("store down")
+        return answer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_an_answer_is_reused_within_the_ttl_and_refreshed_after_it() -> None:
+    store, clock = FakeLookup(), Clock()
+    cache = OffboardedNumbers(store, ttl_seconds=5.0, clock=clock)
+
+    assert await cache.disabled(NUMBER) is False
+    store.disabled.add(NUMBER)  # offboarded now
+    clock.now += 4.5
+    assert await cache.disabled(NUMBER) is False  # stale, but inside the bound
+    assert store.lookups == [NUMBER]
+    clock.now += 0.5
+    assert await cache.disabled(NUMBER) is True  # exactly the TTL later: looked up again
+    assert store.lookups == [NUMBER, NUMBER]
+    # Onboarded again: seen after the TTL too.
+    store.disabled.clear()
+    clock.now += 4.0
+    assert await cache.disabled(NUMBER) is True
+    clock.now += 1.0
+    assert await cache.disabled(NUMBER) is False
+
+
+async def test_numbers_are_cached_apart() -> None:
+    store, clock = FakeLookup(), Clock()
+    store.disabled.add(OTHER)
+    cache = OffboardedNumbers(store, ttl_seconds=5.0, clock=clock)
+    assert (await cache.disabled(NUMBER), await cache.disabled(OTHER)) == (False, True)
+    assert (await cache.disabled(NUMBER), await cache.disabled(OTHER)) == (False, True)
+    assert store.lookups == [NUMBER, OTHER]
+
+
+async def test_a_store_error_propagates_and_is_not_cached() -> None:
+    store, clock = FakeLookup(), Clock()
+    store.failing = True
+    cache = OffboardedNumbers(store, ttl_seconds=5.0, clock=clock)
+    with pytest.raises(ConnectionError):
+        await cache.disabled(NUMBER)
+    store.failing = False
+    store.disabled.add(NUMBER)
+    assert await cache.disabled(NUMBER) is True  # no stale "not disabled" was remembered
+    assert len(store.lookups) == 2
+
+
+async def test_an_older_lookup_finishing_last_does_not_overwrite_a_newer_answer() -> None:
+    store, clock = FakeLookup(), Clock()
+    cache = OffboardedNumbers(store, ttl_seconds=5.0, clock=clock)
+    gate = store.gate = asyncio.Event()
+    old = asyncio.create_task(cache.disabled(NUMBER))  # reads "enabled", then hangs
+    await asyncio.sleep(0)
+    assert store.lookups == [NUMBER]
+    store.gate = None
+    store.disabled.add(NUMBER)
+    clock.now += 1.0
+    assert await cache.disabled(NUMBER) is True  # started later, finished first
+    gate.set()
+    assert await asyncio.wait_for(old, timeout=5) is False
+    store.lookups.clear()
+    assert await cache.disabled(NUMBER) is True  # the newer answer is the one kept
+    assert store.lookups == []
