@@ -1,11 +1,13 @@
 """Outbox pacing: sustained sends/s per number against its limit, and queueing delay at 50 % load.
 
-    .venv/bin/python -m bench.outbox [--seconds 15] [--counts 1,2,10] [--anchor response]
+    .venv/bin/python -m bench.outbox [--seconds 15] [--counts 1,2,10] [--latency 0.15]
 
 One real outbox process (`python -m services.outbox`) on a throwaway vhost and database, sending
 to the WhatsApp simulator (its own process), which enforces Meta's 20 msg/s per Coexistence
-number (130429 above it). Every number is a Coexistence number configured at 18 msg/s. For 1, 2
-and 10 numbers:
+number (130429 above it). Every number is a Coexistence number configured at 18 msg/s.
+`--latency` makes the simulator hold every answer that long (Meta's round trip; loopback has
+none): a send slot is reused one second after the answer, so the ceiling is 18 / (1 + call). For
+1, 2 and 10 numbers:
 
 - saturation: `seconds` x 18 sends per number queued at once; sustained rate per number =
   (sends - 1) / (last - first send) (the outbox spaces its calls evenly), as a ratio of the configured 18/s (goal >= 0.95), the
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import socket
 import statistics
@@ -73,9 +76,9 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run([ctl, *args], check=True, capture_output=True)
 
 
-def _start_simulator(port: int) -> subprocess.Popen[bytes]:
+def _start_simulator(port: int, latency: float) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.outbox_sim", str(port)],
+        [sys.executable, "-m", "bench.outbox_sim", str(port), str(latency)],
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -245,7 +248,8 @@ class Bench:
         return [at[body] - due for body, due in scheduled.items()]
 
 
-async def main(seconds: float, counts: list[int], anchor: str) -> None:
+async def main(seconds: float, counts: list[int], latency: float) -> None:
+    load_before = os.getloadavg()
     vhost = f"bench-outbox-{uuid.uuid4().hex[:8]}"
     database = f"bench_outbox_{uuid.uuid4().hex[:8]}"
     _rabbitmqctl("add_vhost", vhost)
@@ -267,7 +271,7 @@ async def main(seconds: float, counts: list[int], anchor: str) -> None:
             # The simulator runs as its own process, as Meta would: its answers must not wait
             # behind this process publishing thousands of sends.
             sim_port = _free_port()
-            processes.append(_start_simulator(sim_port))
+            processes.append(_start_simulator(sim_port, latency))
             root_url = f"http://127.0.0.1:{sim_port}"
             graph_url = f"{root_url}/v25.0"
             async with SimulatorClient(root_url) as sim:
@@ -287,7 +291,7 @@ async def main(seconds: float, counts: list[int], anchor: str) -> None:
                     numbers_file=numbers_file,
                     port=_free_port(),
                     log_dir=Path(tmp),
-                    extra={"BATON_LOG_LEVEL": "WARNING", "BATON_OUTBOX_WINDOW_ANCHOR": anchor},
+                    extra={"BATON_LOG_LEVEL": "WARNING"},
                 )
                 broker = Broker(amqp_url, name="bench")
                 await broker.connect()
@@ -315,18 +319,29 @@ async def main(seconds: float, counts: list[int], anchor: str) -> None:
         conn = await asyncpg.connect(PG_ADMIN)
         await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await conn.close()
+    load_after = os.getloadavg()
     print()
     print(
-        "| numbers | sends/s per number (min / mean) | ratio to 18/s (min) | max in any 1 s"
-        " | throughput errors | delay p50 / p99 at 50 % | direct p50 / p99 | Graph call |"
+        f"simulator latency {latency * 1000:.0f} ms; load average (1/5/15 min) before"
+        f" {_load(load_before)}, after {_load(load_after)}"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| numbers | sends/s per number (min / mean) | ratio to 18/s (min) | max in any 1 s"
+        " | throughput errors | delay p50 / p99 at 50 % | direct p50 / p99 | Graph call"
+        " | ceiling 18/(1+call) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r.numbers} | {r.rate_min:.2f} / {r.rate_mean:.2f} | {r.rate_min / RATE:.3f}"
             f" | {r.max_window} | {r.throughput_errors} | {r.p50_ms:.1f} / {r.p99_ms:.1f} ms"
-            f" | {r.base_p50_ms:.1f} / {r.base_p99_ms:.1f} ms | {r.call_ms:.1f} ms |"
+            f" | {r.base_p50_ms:.1f} / {r.base_p99_ms:.1f} ms | {r.call_ms:.1f} ms"
+            f" | {RATE / (1 + r.call_ms / 1000):.2f} |"
         )
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return " / ".join(f"{x:.2f}" for x in load)
 
 
 def _print(row: Row) -> None:
@@ -344,6 +359,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--counts", default="1,2,10")
-    parser.add_argument("--anchor", choices=("response", "request"), default="response")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds the simulator holds every answer"
+    )
     args = parser.parse_args()
-    uvloop.run(main(args.seconds, [int(c) for c in args.counts.split(",")], args.anchor))
+    uvloop.run(main(args.seconds, [int(c) for c in args.counts.split(",")], args.latency))

@@ -125,11 +125,6 @@ class Settings(BaseSettings):
     # Pair limit pacing per customer (Meta: 1 per 6 s sustained, bursts borrow future quota).
     outbox_pair_burst: int = Field(default=30, ge=1)
     outbox_pair_seconds_per_message: float = Field(default=6.0, gt=0)
-    # `response`: a send slot is reused 1 s after Meta's answer (exact at Meta, whatever the
-    # latency); `request`: 1 s + margin after the call started (more throughput, exact on our
-    # side only).
-    outbox_window_anchor: Literal["response", "request"] = "response"
-    outbox_request_anchor_margin_seconds: float = Field(default=0.05, ge=0)
     outbox_standby_delay_seconds: float = Field(default=3.0, ge=0)
     outbox_heartbeat_seconds: float = Field(default=1.0, gt=0)
 
@@ -161,6 +156,7 @@ class Settings(BaseSettings):
     router_sweep_seconds: float = Field(default=0.5, gt=0)  # poll for due timers / stuck effects
     router_timer_lease_seconds: float = Field(default=10.0, gt=0)  # a crashed firer's timer refires
     router_relay_lease_seconds: float = Field(default=15.0, gt=0)  # then a sweep republishes
+    router_stats_seconds: float = Field(default=15.0, gt=0)  # recount baton_conversations{mode}
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Self:

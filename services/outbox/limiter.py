@@ -1,10 +1,11 @@
 """Pacing as plain values with an injected clock: the per-number send window, the pair bucket.
 
 `SendWindow` makes the per-number limit exact. It has `limit` slots; a Graph API call holds one
-slot from before it starts until `seconds` after its anchor (when Meta's answer arrived, by
-default). Whenever Meta counts a call, it is between the call's start and its answer, so two
-calls on the same slot are always more than `seconds` apart as Meta sees them, and any
-`seconds`-long window holds at most one call per slot: at most `limit` calls.
+slot from before it starts until `seconds` after its anchor, when Meta's answer arrived. Whenever
+Meta counts a call, it is between the call's start and its answer, so two calls on the same slot
+are always more than `seconds` apart as Meta sees them, and any `seconds`-long window holds at
+most one call per slot: at most `limit` calls. The cost: a slot is busy for the call's latency
+on top of `seconds`, so a number sustains `limit / (seconds + latency)` per second.
 """
 
 from __future__ import annotations

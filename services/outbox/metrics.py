@@ -1,4 +1,10 @@
-"""Outbox metrics. No phone number labels: per-number detail is on `/outbox/numbers`."""
+"""Outbox metrics.
+
+The only phone number label is the business number's (`phone_number_id`): a deployment has a
+handful of them, not one per customer, so those series stay few. Customers are never a label.
+"""
+
+from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -42,10 +48,23 @@ NUMBERS = Gauge(
     "Business numbers this replica is subscribed to, by state (active sender or standby).",
     ["state"],
 )
-HELD = Gauge("baton_outbox_held_sends", "Send requests held by this replica, over all numbers.")
+NUMBER_SENDS = Counter(
+    "baton_outbox_number_sends_total",
+    "Send requests by business number and outcome (sent, failed, fenced, duplicate, "
+    "dead_lettered).",
+    ["phone_number_id", "outcome"],
+)
+HELD = Gauge(
+    "baton_outbox_held_sends",
+    "Send requests a number's sender holds in this replica (its backlog here; the rest waits "
+    "in the number's queue). Only while this replica is the number's sender.",
+    ["phone_number_id"],
+)
 FREE_SLOTS = Gauge(
     "baton_outbox_free_send_slots",
-    "Sends that could start right now, summed over the numbers this replica is active for.",
+    "Sends of a number that could start right now (its tokens). Only while this replica is "
+    "the number's sender.",
+    ["phone_number_id"],
 )
 HANDOVERS = Counter(
     "baton_outbox_handovers_total",
@@ -57,3 +76,26 @@ FORWARDED = Counter(
     "Send requests taken off the intake queue, by outcome (forwarded, dead_lettered).",
     ["outcome"],
 )
+
+
+# Which sender reports each number's gauges: in tests several replicas share one registry, and
+# a replica letting a number go must not remove the series of the one that took it over.
+_reporting: dict[str, object] = {}
+
+
+def report_number(
+    phone_number_id: str, owner: object, *, held: Callable[[], float], free: Callable[[], float]
+) -> None:
+    """Export a number's held sends and free slots while `owner` is its sender."""
+    _reporting[phone_number_id] = owner
+    HELD.labels(phone_number_id=phone_number_id).set_function(held)
+    FREE_SLOTS.labels(phone_number_id=phone_number_id).set_function(free)
+
+
+def forget_number(phone_number_id: str, owner: object) -> None:
+    """`owner` is no longer the number's sender: drop its gauges (a standby reports nothing)."""
+    if _reporting.get(phone_number_id) is not owner:
+        return
+    del _reporting[phone_number_id]
+    HELD.remove(phone_number_id)
+    FREE_SLOTS.remove(phone_number_id)

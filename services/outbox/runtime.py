@@ -86,8 +86,6 @@ class RuntimeConfig:
                     max_attempts=settings.outbox_max_attempts,
                     give_up_after=settings.outbox_give_up_after_seconds,
                 ),
-                anchor=settings.outbox_window_anchor,
-                request_margin=settings.outbox_request_anchor_margin_seconds,
             ),
         )
 
@@ -124,8 +122,6 @@ class OutboxRuntime:
         metrics.NUMBERS.labels(state="standby").set_function(
             lambda: self._count(WorkerState.STANDBY)
         )
-        metrics.HELD.set_function(lambda: sum(w.held for w in self._workers.values()))
-        metrics.FREE_SLOTS.set_function(self._free_slots)
 
     @property
     def replica_id(self) -> str:
@@ -151,12 +147,6 @@ class OutboxRuntime:
 
     def _count(self, state: WorkerState) -> int:
         return sum(1 for w in self._workers.values() if w.state is state)
-
-    def _free_slots(self) -> int:
-        now = self._clock()
-        return sum(
-            w.window.available(now) for w in self._workers.values() if w.state is WorkerState.ACTIVE
-        )
 
     # --- numbers ----------------------------------------------------------------------
 

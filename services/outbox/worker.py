@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
@@ -33,7 +33,6 @@ from services.outbox import metrics
 from services.outbox.handlers import (
     Attempt,
     Busy,
-    Call,
     Failed,
     Outbox,
     Ready,
@@ -56,6 +55,18 @@ _STAGED_AHEAD = 4
 _LEAD_INTERVALS = 3.0  # start staging this many send intervals before a slot frees
 
 
+def _outcome(result: Attempt) -> str | None:
+    """A finished send's outcome as `baton_outbox_number_sends_total` counts it."""
+    match result:
+        case Sent():
+            return "sent"
+        case Failed():
+            return "failed"
+        case Skipped(outcome=outcome):
+            return outcome  # fenced or duplicate
+    return None  # not finished: tried again
+
+
 class WorkerState(StrEnum):
     IDLE = "idle"
     STANDBY = "standby"
@@ -68,8 +79,6 @@ class WorkerConfig:
     pair_interval: float = 6.0
     pair_burst: int = 30
     policy: RetryPolicy = field(default_factory=RetryPolicy)
-    anchor: Literal["response", "request"] = "response"
-    request_margin: float = 0.05
     # Added to the one-second wait of a new active sender: a call of the previous sender that
     # was still on the wire when it died reaches Meta within this.
     activation_margin: float = 0.1
@@ -178,6 +187,7 @@ class NumberWorker:
         self.released_at = self._clock()
 
     def _reset(self) -> None:
+        metrics.forget_number(self.phone_number_id, self)
         self._generation += 1
         self._lanes.clear()
         self._channel = None
@@ -208,6 +218,12 @@ class NumberWorker:
         self._state = WorkerState.ACTIVE
         self.active_since = now
         self.window.fill(now + self._config.activation_margin)
+        metrics.report_number(
+            self.phone_number_id,
+            self,
+            held=lambda: self.held,
+            free=lambda: self.window.available(self._clock()),
+        )
         metrics.HANDOVERS.labels(event="activated").inc()
         log.info("outbox.activated", phone_number_id=self.phone_number_id)
 
@@ -287,6 +303,9 @@ class NumberWorker:
             if staged:
                 self._staged -= 1
                 staged = False
+            # Counted even if the number was lost meanwhile: the send happened all the same.
+            if (outcome := _outcome(result)) is not None:
+                self._count(outcome)
             if generation == self._generation:
                 await self._conclude(item, result, self._clock())
         finally:
@@ -294,23 +313,26 @@ class NumberWorker:
                 self._staged -= 1
             self._wake.set()
 
-    async def _call(self, item: Item, slot: int) -> Sent | Failed | Retry:
+    async def _call(self, item: Item, slot: int) -> Sent | Failed | Retry | Skipped:
         anchor: float | None = None
+        called = True
         try:
             result = await self._outbox.call(item.send)
-            if result.call is not None:
-                anchor = self._anchor(result.call)
+            if isinstance(result, Skipped):
+                called = False  # fenced at the slot: no request left
+            elif result.call is not None:
+                # Meta's answer, never the call's start: Meta counted the call somewhere before
+                # its answer, so a slot reused a window after the answer is exact at Meta.
+                anchor = result.call.ended
             return result
         finally:
-            # However the call ended, its slot is reused only a window after it (an unexpected
-            # error may have come after the request left).
-            self.window.settle(slot, anchor if anchor is not None else self._clock())
+            if called:
+                # However the call ended, its slot is reused only a window after it (an
+                # unexpected error may have come after the request left).
+                self.window.settle(slot, anchor if anchor is not None else self._clock())
+            else:
+                self.window.cancel(slot)
             self._pulse()
-
-    def _anchor(self, call: Call) -> float:
-        if self._config.anchor == "request":
-            return call.started + self._config.request_margin
-        return call.ended
 
     async def _conclude(self, item: Item, result: Attempt, now: float) -> None:
         match result:
@@ -353,6 +375,7 @@ class NumberWorker:
             reason = f"{plan.reason}: {result.reason}"
             self._lanes.finish(item, now, done=True)
             await self._outbox.give_up(item.send, code=result.code, reason=reason)
+            self._count("dead_lettered")
             await self._settler.dead_letter(
                 item.handle, queue=self.queue_name, reason=reason, attempts=item.errors
             )
@@ -374,6 +397,9 @@ class NumberWorker:
         self._lanes.finish(item, now, done=False)
 
     # --- observation ------------------------------------------------------------------
+
+    def _count(self, outcome: str) -> None:
+        metrics.NUMBER_SENDS.labels(phone_number_id=self.phone_number_id, outcome=outcome).inc()
 
     def snapshot(self) -> dict[str, Any]:
         """This number as `/outbox/numbers` shows it."""

@@ -1,6 +1,10 @@
 """Two outbox processes against one simulator: they split the numbers, together stay under each
 number's rate, and a killed or stopped replica hands its numbers over within seconds, with no
 loss and no duplicate (beyond the documented crash window, checked against the store).
+
+The load is above the rate (24/s offered for 18/s numbers), so every number has a backlog when
+its sender is killed or stopped: the window check holds while both the dying and the new sender
+would send as fast as their window lets them.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from tests.waiting import eventually
 pytestmark = pytest.mark.e2e
 
 RATE = 18  # the default for Coexistence numbers (Meta's cap: 20)
-LOAD_PER_NUMBER = 12  # msg/s published per number: two thirds of the rate
+LOAD_PER_NUMBER = 24  # msg/s published per number: a third above the rate, a growing backlog
+CUSTOMERS = 32  # per number: each gets ~12 sends, far under the pair limit's burst of 30
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +123,15 @@ class Replicas:
         try:
             sends: dict[str, list[SendText]] = {}
             for pnid in self.numbers:
-                customers = [customer_id(i) for i in range(8)]
+                customers = [customer_id(i) for i in range(CUSTOMERS)]
                 ids = await conversations(store, pnid, customers)
                 sends[pnid] = [
-                    request(pnid, customers[i % 8], ids[customers[i % 8]], f"{pnid} #{i}")
+                    request(
+                        pnid,
+                        customers[i % CUSTOMERS],
+                        ids[customers[i % CUSTOMERS]],
+                        f"{pnid} #{i}",
+                    )
                     for i in range(per_number)
                 ]
         finally:
@@ -202,6 +212,15 @@ def _check_limit_and_order(replicas: Replicas) -> None:
     assert replicas.sim.stats().throughput_errors == 0
 
 
+def _check_saturated(replicas: Replicas, stream: Stream) -> None:
+    """When the stream ends, every number is at least a second of sends behind: the load really
+    was above the rate (the publisher kept up), so the window was full across the handover."""
+    for pnid in replicas.numbers:
+        published = sum(1 for s in stream.published if s.phone_number_id == pnid)
+        backlog = published - len(replicas.sim.accepted(pnid))
+        assert backlog >= RATE, f"{pnid}: only {backlog} behind, the load was not above the rate"
+
+
 async def _all_delivered(replicas: Replicas, stream: Stream) -> None:
     expected = {s.body for s in stream.published}
 
@@ -216,7 +235,7 @@ async def test_two_replicas_split_the_numbers_and_a_killed_one_hands_them_over(
 ) -> None:
     await broker.declare_topology()
     await replicas.ready()
-    stream = await replicas.stream(broker, seconds=16)
+    stream = await replicas.stream(broker, seconds=12)
     spread = await eventually(lambda: _spread(replicas), timeout=20, what="both replicas active")
 
     victim = spread["a"]
@@ -230,6 +249,7 @@ async def test_two_replicas_split_the_numbers_and_a_killed_one_hands_them_over(
 
     await eventually(took_over, timeout=10, what="the survivor sending for every number")
     await stream.finish()
+    _check_saturated(replicas, stream)
     await _all_delivered(replicas, stream)
 
     _check_limit_and_order(replicas)
@@ -261,13 +281,14 @@ async def test_a_replica_stopping_hands_over_without_loss_or_duplicate(
 ) -> None:
     await broker.declare_topology()
     await replicas.ready()
-    stream = await replicas.stream(broker, seconds=14)
+    stream = await replicas.stream(broker, seconds=10)
     spread = await eventually(lambda: _spread(replicas), timeout=20, what="both replicas active")
 
     stopped_at = time.monotonic()
     # SIGTERM: drains its calls in flight, hands the rest back.
     assert await asyncio.to_thread(replicas.a.stop) == 0
     await stream.finish()
+    _check_saturated(replicas, stream)
     await _all_delivered(replicas, stream)
 
     _check_limit_and_order(replicas)

@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--default-rate", type=int, default=80, help="msg/s of other numbers")
     serve.add_argument("--pair-rate", action="store_true", help="enforce 131056 pair limits")
     serve.add_argument("--strict-numbers", action="store_true", help="refuse unknown numbers")
+    serve.add_argument(
+        "--latency", type=float, default=0.0, help="seconds added to every Graph API answer"
+    )
 
     say = commands.add_parser("say", help="send a customer message, print the reply")
     say.add_argument("--webhook-url", default=DEFAULT_WEBHOOK_URL)
@@ -101,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
         numbers=tuple(numbers),
         webhook_url=args.webhook_url,
         app_secret=args.app_secret if args.webhook_url else None,
+        latency=args.latency,
     )
 
     def announce(root_url: str) -> None:

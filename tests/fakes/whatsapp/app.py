@@ -147,7 +147,7 @@ async def _json(request: Request) -> Any:
 
 
 async def _answer(runtime: SimRuntime, reply: Reply) -> Response:
-    await runtime.hold(reply.delay)
+    await runtime.hold(reply.delay + runtime.config.latency)
     if isinstance(reply.body, str):
         return HTMLResponse(reply.body, reply.http_status)
     return JSONResponse(reply.body, reply.http_status)

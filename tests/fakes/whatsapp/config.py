@@ -49,6 +49,9 @@ class SimConfig(BaseModel):
     app_secret: str | None = None
     webhook_max_attempts: int = Field(default=5, ge=1)
     webhook_retry_seconds: float = Field(default=0.2, gt=0)  # doubles per attempt, like Meta
+    # Seconds every Graph API answer waits after its request was counted: the round trip to
+    # Meta (100-300 ms in production), which loopback otherwise hides.
+    latency: float = Field(default=0.0, ge=0)
 
     @property
     def sends_webhooks(self) -> bool:
@@ -66,6 +69,7 @@ class ConfigUpdate(BaseModel):
     strict_numbers: bool | None = None
     webhook_url: str | None = None
     app_secret: str | None = None
+    latency: float | None = Field(default=None, ge=0)
 
     def apply(self, config: SimConfig) -> SimConfig:
         changes = self.model_dump(exclude_unset=True, exclude={"pair_rate_enabled", "pair_rate"})
