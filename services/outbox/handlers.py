@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import structlog
 
 from baton.broker import Broker
-from baton.handoff import may_send_bot_reply
+from baton.handoff import may_send_bot_reply, may_send_external_bot_message, with_bot_prefix
 from baton.messages import Message, MessageSent, ReplyFenced, SendFailed, SendText
 from baton.offboarding import OffboardedNumbers
 from baton.settings import NumbersConfig
@@ -186,10 +186,16 @@ class Outbox:
         except Exception as exc:  # left open, the next attempt waits it out: slower, not wrong
             log.warning("outbox.release_attempt_failed", error=repr(exc))
 
-    async def call(self, send: SendText) -> Sent | Failed | Retry:
+    async def call(self, send: SendText) -> Sent | Failed | Retry | Skipped:
         """The Graph API call of a prepared send, and its recorded outcome."""
+        if send.author is Author.BOT and (fenced := await self._fenced_at_the_slot(send)):
+            return fenced
         number = self._numbers.get(send.phone_number_id)
-        body = number.bot_prefix + send.body if send.author is Author.BOT else send.body
+        body = (
+            with_bot_prefix(number.bot_prefix, send.body)
+            if send.author is Author.BOT
+            else send.body
+        )
         started = self._clock()
         try:
             result = await self._graph.send_text(
@@ -308,10 +314,33 @@ class Outbox:
                     return
                 await asyncio.sleep(0.2 * attempt)
 
+    async def _fenced_at_the_slot(self, send: SendText) -> Skipped | Retry | None:
+        """The fence read again right before the call: prepare() read it before the send waited
+        for its slot, which a throughput pause can stretch to seconds; a takeover meanwhile
+        must still stop the reply. What remains is the store read's own few milliseconds."""
+        try:
+            reason = await self._fence_reason(send)
+            if reason is None:
+                return None
+            # Claimed in prepare(): closed as failed, so a redelivery is a duplicate, not a send.
+            await self._store.fail_outbound(
+                send.idempotency_key, error_code=None, reason=f"fenced: {reason}"
+            )
+        except Exception as exc:  # before the call: retrying can never duplicate anything
+            log.warning("outbox.store_unavailable", error=repr(exc))
+            await self.abandon(send)
+            return Retry(ErrorClass.TRANSIENT, None, f"before the call: {exc!r}", None)
+        await self._fenced(send, reason)
+        return Skipped("fenced")
+
     async def _fence_reason(self, send: SendText) -> str | None:
-        """Why a bot reply must not go out now, or None if it may (the handoff fence)."""
+        """Why a bot message must not go out now, or None if it may (the handoff fence)."""
         state = await self._store.load_conversation_state(send.conversation_id)
         if state is None:
             return "unknown_conversation"
-        allowed, reason = may_send_bot_reply(state, send.epoch, send.request_id)
+        if send.request_id is None and send.agent_id is not None:
+            # An external bot through the agent API: its promise is mode and epoch alone.
+            allowed, reason = may_send_external_bot_message(state, send.epoch)
+        else:
+            allowed, reason = may_send_bot_reply(state, send.epoch, send.request_id)
         return None if allowed else reason.value
