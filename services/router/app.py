@@ -39,7 +39,12 @@ def bootstrap(
         timer_lease=timedelta(seconds=settings.router_timer_lease_seconds),
         relay_lease=timedelta(seconds=settings.router_relay_lease_seconds),
     )
-    sweeper = Sweeper(conversations, interval=sweeper_interval)
+    sweeper = Sweeper(
+        conversations,
+        interval=sweeper_interval,
+        store=store,
+        stats_interval=settings.router_stats_seconds,
+    )
     conversations.add_observer(sweeper)
     return RouterApp(conversations, Router(store, broker, conversations), sweeper)
 

@@ -5,6 +5,7 @@ due soon (a debounce flush fires within milliseconds of its deadline). A polling
 every due timer nobody holds — armed by another router, or by one that crashed — and
 republishes effects whose holder let go. Claims are leases taken with `FOR UPDATE SKIP
 LOCKED`, and firing goes through the state's compare-and-set, so a timer acts at most once.
+The same loop recounts conversations by mode for `baton_conversations`, less often.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import structlog
 
 from baton.conversations import Conversations
 from baton.handoff import ConversationState, Decision, Event, TimerKind, next_timers
-from baton.types import ConversationId
+from baton.store import Store
+from baton.types import ConversationId, Mode
 from services.router import metrics
 
 log = structlog.get_logger()
@@ -32,10 +34,20 @@ _LATE_BY_SECONDS = 0.002
 class Sweeper:
     """A `DecisionObserver` (local wake-ups) plus the polling sweep (`run`)."""
 
-    def __init__(self, conversations: Conversations, *, interval: float, batch: int = 100) -> None:
+    def __init__(
+        self,
+        conversations: Conversations,
+        *,
+        interval: float,
+        batch: int = 100,
+        store: Store | None = None,  # recounts conversations by mode when given
+        stats_interval: float = 15.0,
+    ) -> None:
         self._conversations = conversations
         self._interval = interval
         self._batch = batch
+        self._store = store
+        self._stats_interval = stats_interval
         self._wakeups: dict[tuple[ConversationId, TimerKind], asyncio.TimerHandle] = {}
         self._firing: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -98,13 +110,31 @@ class Sweeper:
             if relayed < self._batch:
                 break
 
+    async def refresh_stats(self) -> None:
+        """Set `baton_conversations{mode}` from one store count (a no-op without a store)."""
+        if self._store is None:
+            return
+        counts = await self._store.conversations_by_mode()
+        for mode in Mode:
+            metrics.CONVERSATIONS.labels(mode=mode.value).set(counts.get(mode, 0))
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Sweep every `interval` until `stop`; then let in-flight timers finish."""
+        """Sweep every `interval`, recount every `stats_interval`; on `stop`, finish timers."""
+        loop = asyncio.get_running_loop()
+        stats_due = loop.time()
         while not stop.is_set():
             try:
                 await self.sweep()
             except Exception:
                 log.exception("router.sweep_failed")
+            if loop.time() >= stats_due:
+                # Timed from the start of the recount, so a slow count does not shift the next.
+                stats_due = loop.time() + self._stats_interval
+                try:
+                    await self.refresh_stats()
+                except Exception:
+                    # The gauge keeps its last values; the next recount tries again.
+                    log.exception("router.stats_failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._interval)
         self._stopping = True

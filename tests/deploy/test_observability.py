@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import promql_parser
 import pytest
 
 from tests.deploy import _metrics
@@ -27,8 +29,11 @@ REQUIRED_ALERTS = frozenset(
         "BatonConsumerDeadLettering",
         "BatonGraphThroughputErrors",
         "BatonNoWebhookReceived",
+        "BatonHistoryDeadlineAtRisk",
     }
 )
+# `{{ with query "..." }}` in an alert's annotations runs PromQL too.
+_TEMPLATE_QUERY = re.compile(r'query\s+"((?:[^"\\]|\\.)*)"')
 
 
 def _dashboard_files() -> list[Path]:
@@ -102,7 +107,82 @@ def test_alert_rules_are_complete_and_read_only_exported_series() -> None:
         assert rule["labels"]["severity"] in SEVERITIES, rule["alert"]
         assert rule["annotations"]["summary"], rule["alert"]
         problems += [f"{rule['alert']}: {p}" for p in _unknown_series(rule["expr"])]
+        for text in rule["annotations"].values():
+            for query in _TEMPLATE_QUERY.findall(text):
+                problems += [f"{rule['alert']} annotation: {p}" for p in _unknown_series(query)]
     assert not problems, "\n".join(problems)
+
+
+def _aggregations(expr: str) -> list[tuple[str, set[str]]]:
+    """Each aggregation in `expr` (its operator) with the metric names it aggregates."""
+    for macro, value in _metrics.GRAFANA_MACROS.items():
+        expr = expr.replace(macro, value)
+    found: list[tuple[str, set[str]]] = []
+
+    def visit(node: promql_parser.Expr) -> bool:
+        if isinstance(node, promql_parser.AggregateExpr):
+            names = {name for name, _ in _metrics.selectors(node.expr.prettify())}
+            found.append((str(node.op), names))
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
+
+
+def test_the_history_deadline_alert_counts_at_risk_numbers_once() -> None:
+    (rule,) = [r for r in _rules() if r["alert"] == "BatonHistoryDeadlineAtRisk"]
+    assert ("baton_history_numbers", frozenset({"deadline"})) in _metrics.selectors(rule["expr"])
+    assert 'deadline="at_risk"' in rule["expr"]
+    # Every history replica reports the same store-wide count: summing would multiply it.
+    assert _aggregations(rule["expr"]) == [("max", {"baton_history_numbers"})]
+    queries = [q for text in rule["annotations"].values() for q in _TEMPLATE_QUERY.findall(text)]
+    assert queries == ["min(baton_history_deadline_seconds)"]
+
+
+def test_conversations_by_mode_panel_takes_one_replica_s_count() -> None:
+    exprs = [
+        expr
+        for title, expr in _dashboard_exprs(DASHBOARDS / "baton-handoff.json")
+        if title == "Conversations by mode"
+    ]
+    assert exprs, "the handoff dashboard has no 'Conversations by mode' panel"
+    for expr in exprs:
+        # Every router replica reports the same global count: max, never sum, over replicas.
+        assert _aggregations(expr) == [("max", {"baton_conversations"})], expr
+
+
+def _documented_families() -> set[str]:
+    """Every exported `baton_` family as the README names it: counters with `_total`."""
+    series = _metrics.exported()
+    families = set()
+    for name in series:
+        if not name.startswith("baton_") or name.endswith("_created"):
+            continue
+        if name.endswith("_bucket"):
+            families.add(name.removesuffix("_bucket"))
+            continue
+        base = name.rsplit("_", 1)[0]
+        if name.endswith(("_count", "_sum")) and (base in series or f"{base}_bucket" in series):
+            continue  # a histogram's (or summary's) companion series
+        families.add(name)
+    return families
+
+
+def test_the_readme_documents_every_exported_metric() -> None:
+    families = _documented_families()
+    # The derivation itself: a counter, a histogram and a gauge, each under its README name.
+    assert {
+        "baton_consumer_messages_total",
+        "baton_publish_confirm_seconds",
+        "baton_conversations",
+    } <= families
+    assert not {"baton_publish_confirm_seconds_count", "baton_consumer_messages"} & families
+    readme = (ROOT / "README.md").read_text()
+    metrics_section = readme.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    first_cells = re.findall(r"^\|([^|\n]*)\|", metrics_section, flags=re.MULTILINE)
+    documented = {name for cell in first_cells for name in re.findall(r"`(baton_\w+)`", cell)}
+    missing = sorted(families - documented)
+    assert not missing, f"README.md's Metrics table has no row for: {', '.join(missing)}"
 
 
 def test_the_prometheus_rule_carries_exactly_the_alert_rules() -> None:

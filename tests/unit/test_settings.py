@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from baton.conversations import policy_for
+from baton.handoff.policy import Policy
 from baton.settings import (
     COEXISTENCE_RATE_PER_SECOND,
     DEFAULT_RATE_PER_SECOND,
     NumbersConfig,
+    NumberSettings,
     Settings,
 )
 
@@ -56,3 +60,31 @@ def test_unknown_number_setting_is_an_error(tmp_path: Path) -> None:
     path.write_text('[numbers."111"]\nrate_per_secnd = 10\n')
     with pytest.raises(ValidationError):
         NumbersConfig.load(path)
+
+
+def test_the_issue_s_defaults_hold_literally() -> None:
+    settings = Settings.from_env({})  # the code's defaults, whatever this process's environment
+    assert settings.history_sync_window_seconds == 86400
+    assert COEXISTENCE_RATE_PER_SECOND == 18
+    assert DEFAULT_RATE_PER_SECOND == 72
+    unlisted = NumbersConfig().get("111")  # a number missing from the numbers file
+    assert NumberSettings(phone_number_id="222", coexistence=True).send_rate == 18
+    assert unlisted.send_rate == 72
+    assert unlisted.debounce_quiet_seconds == 1
+    assert unlisted.debounce_cap_seconds == 5
+    assert unlisted.pause_seconds == 7200
+    assert unlisted.human_inactivity_seconds == 1800
+    assert unlisted.ghost_fallback_seconds == 900
+    # The handoff core's own defaults (a Policy built without a numbers file) agree, and so
+    # does the policy the router derives for an unlisted number.
+    for policy in (Policy(), policy_for(unlisted)):
+        assert policy.debounce_quiet == timedelta(seconds=1)
+        assert policy.debounce_cap == timedelta(seconds=5)
+        assert policy.pause_window == timedelta(seconds=7200)
+        assert policy.human_inactivity_timeout == timedelta(seconds=1800)
+        assert policy.ghost_fallback_delay == timedelta(seconds=900)
+
+
+def test_router_stats_interval_defaults_to_15_seconds() -> None:
+    assert Settings.from_env({}).router_stats_seconds == 15
+    assert Settings.from_env({"BATON_ROUTER_STATS_SECONDS": "60"}).router_stats_seconds == 60

@@ -42,7 +42,7 @@ from baton.store.records import (
     StatusUpdate,
     StoredMessage,
 )
-from baton.types import ConversationId, PhoneNumberId, WaId, Wamid
+from baton.types import ConversationId, Mode, PhoneNumberId, WaId, Wamid
 
 
 class Store(Protocol):
@@ -348,4 +348,10 @@ class Store(Protocol):
         before: tuple[datetime, int] | None = None,
     ) -> MessagePage:
         """Up to `limit` messages older than `before` (sent_at, id), oldest first."""
+        ...
+
+    # --- stats (aggregate counts behind the services' gauges, issue 6) ----------------------
+
+    async def conversations_by_mode(self) -> dict[Mode, int]:
+        """How many conversations each mode holds now (every mode present, 0 when none)."""
         ...

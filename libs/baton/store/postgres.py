@@ -24,6 +24,7 @@ from baton.store.pg_console import PostgresConsoleStore
 from baton.store.pg_handoff import PostgresHandoffStore
 from baton.store.pg_history import PostgresHistoryStore
 from baton.store.pg_outbox import PostgresOutboxStore
+from baton.store.pg_stats import PostgresStatsStore
 from baton.store.records import (
     Conversation,
     NewInbound,
@@ -66,7 +67,11 @@ async def ensure_database(url: str) -> None:
 
 
 class PostgresStore(
-    PostgresHistoryStore, PostgresHandoffStore, PostgresOutboxStore, PostgresConsoleStore
+    PostgresHistoryStore,
+    PostgresHandoffStore,
+    PostgresOutboxStore,
+    PostgresConsoleStore,
+    PostgresStatsStore,
 ):
     """asyncpg pool behind the Store protocol."""
 
