@@ -104,6 +104,11 @@ def _series(family_name: str, kind: str, labels: frozenset[str] | None) -> Expor
     return {family_name: labels}  # gauge, unknown
 
 
+def series_names(family_name: str, kind: str) -> set[str]:
+    """The series names a metric family of this kind is exposed as."""
+    return set(_series(family_name, kind, None))
+
+
 def _collectors(registry: CollectorRegistry) -> list[Collector]:
     # prometheus-client has no public list of a registry's collectors; this mapping is stable.
     return list(getattr(registry, "_collector_to_names", {}))
