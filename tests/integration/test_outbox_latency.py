@@ -94,7 +94,7 @@ async def test_with_latency_a_slot_is_reused_only_after_metas_answer(
     async with running_outbox(amqp_url, pg_url, slow_sim.base_url, coexistence(pnid)) as runtime:
         await publish(broker, sends)  # a backlog: the window is saturated
         await slow_sim.wait_for_messages(60, phone_number_id=pnid, timeout=60)
-        assert runtime.active_numbers() == [pnid]
+        assert pnid in runtime.active_numbers()  # numbers of other tests may be active too
         # The sender exports the number's gauges while it is the sender.
         assert _sample("baton_outbox_held_sends", phone_number_id=pnid) is not None
         assert _sample("baton_outbox_free_send_slots", phone_number_id=pnid) is not None
