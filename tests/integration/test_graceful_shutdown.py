@@ -53,6 +53,8 @@ async def test_sigterm_finishes_in_flight_request_and_acks_it_once(
     tap = "test.graceful.replies"
     await _tap_replies(amqp_url, tap)
     await _drain(amqp_url, tap)
+    # The session's vhost is shared: bot requests other tests left behind are not this bot's.
+    await _drain(amqp_url, BOT_REQUESTS.name)
     async with serve_fake_llm() as llm:
         hold = llm.hold_next()
         env = {
