@@ -1,10 +1,13 @@
-"""The intake: every send request arrives in `outbox.intake` and is forwarded, one at a time and
-in arrival order, to its business number's queue.
+"""The intake: every send request arrives in `outbox.intake` and is forwarded to its business
+number's queue, in arrival order per conversation.
 
-The intake queue has a single active consumer across all replicas, so requests of one
-conversation reach their number's queue in the order they were published. A request is acked
-only after the broker confirmed its forward; a crash in between forwards it twice, and the
-number's worker drops the second by its idempotency key.
+The intake queue has a single active consumer across all replicas, so it sees every request in
+the order it was published. A conversation's next request is forwarded only once the broker
+confirmed its previous one (a failed forward then holds the rest of that conversation back, so
+its order survives any broker error); forwards of different conversations overlap, since a
+confirm round trip one at a time would cap the whole outbox (~1,300 forwards/s here, see
+bench/RESULTS.md). A request is acked only after its forward was confirmed; a crash in between
+forwards it twice, and the number's worker drops the second by its idempotency key.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ class Intake:
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        # Per conversation, the forward the next one must wait for (the lane's tail).
+        self._tails: dict[tuple[str, int], asyncio.Task[bool]] = {}
+        self._forwards: set[asyncio.Task[bool]] = set()
+        self._numbers: dict[str, asyncio.Lock] = {}
 
     async def start(self, connection: AbstractConnection) -> None:
         self._stopping = asyncio.Event()
@@ -65,6 +72,8 @@ class Intake:
         if self._task is not None:
             await self._task
             self._task = None
+        if self._forwards:
+            await asyncio.wait(self._forwards)
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
         self._channel = None
@@ -86,11 +95,28 @@ class Intake:
                 message = getting.result()
                 if not channel_open(message):
                     continue  # the broker has it back already
-                await self._forward(message)
+                await self._dispatch(message)
         finally:
             stopping.cancel()
 
-    async def _forward(self, message: AbstractIncomingMessage) -> None:
+    async def _dispatch(self, message: AbstractIncomingMessage) -> None:
+        """Dead-letter a malformed request at once; chain a valid one behind its conversation."""
+        send = await self._parse(message)
+        if send is None:
+            return
+        lane = (send.phone_number_id, send.conversation_id)
+        forward = asyncio.create_task(self._forward_after(self._tails.get(lane), message, send))
+        self._tails[lane] = forward
+        self._forwards.add(forward)
+
+        def done(task: asyncio.Task[bool]) -> None:
+            self._forwards.discard(task)
+            if self._tails.get(lane) is task:
+                del self._tails[lane]
+
+        forward.add_done_callback(done)
+
+    async def _parse(self, message: AbstractIncomingMessage) -> SendText | None:
         try:
             if message.type != SendText.TYPE:
                 raise ValueError(f"outbox does not handle {message.type!r}")
@@ -102,11 +128,26 @@ class Intake:
                 message, queue=OUTBOX_INTAKE.name, reason=f"{type(exc).__name__}: {exc}", attempts=0
             )
             metrics.FORWARDED.labels(outcome="dead_lettered").inc()
-            return
+            return None
+        return send
+
+    async def _forward_after(
+        self, previous: asyncio.Task[bool] | None, message: AbstractIncomingMessage, send: SendText
+    ) -> bool:
+        """Forward once the conversation's previous request was; False leaves it unsettled."""
+        if previous is not None:
+            await asyncio.wait({previous})
+            if previous.cancelled() or previous.exception() is not None or not previous.result():
+                return False  # the previous one goes back to the queue: so must this one
+        return await self._forward(message, send)
+
+    async def _forward(self, message: AbstractIncomingMessage, send: SendText) -> bool:
         delay = 0.1
         while True:
             try:
-                await self._ensure_number(send.phone_number_id)
+                # One first meeting per number, however many of its conversations arrive at once.
+                async with self._numbers.setdefault(send.phone_number_id, asyncio.Lock()):
+                    await self._ensure_number(send.phone_number_id)
                 await self._broker.publish_raw(
                     COMMANDS,
                     outbox_number_queue(send.phone_number_id).name,
@@ -118,11 +159,12 @@ class Intake:
                 )
                 break
             except Exception as exc:
-                # Blocking the intake is right: skipping ahead would break the order.
+                # Blocking the conversation is right: skipping ahead would break its order.
                 log.warning("outbox.forward_failed", error=repr(exc), retry_in=delay)
                 if self._stopping.is_set() or not channel_open(message):
-                    return  # unsettled: the broker gives it back
+                    return False  # unsettled: the broker gives it back
                 await asyncio.sleep(delay)
                 delay = min(_RETRY_CAP_SECONDS, delay * 2)
         await self._settler.ack(message)
         metrics.FORWARDED.labels(outcome="forwarded").inc()
+        return True
