@@ -19,6 +19,7 @@ import pytest
 
 from baton.broker import Broker
 from baton.store import PostgresStore, open_store
+from tests.fakes.whatsapp import Simulator, running_simulator
 
 PG_ADMIN_URL = os.environ.get("BATON_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_BASE = os.environ.get("BATON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -88,3 +89,10 @@ async def broker(amqp_url: str) -> AsyncIterator[Broker]:
     await connected.connect()
     yield connected
     await connected.close()
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    """The WhatsApp Cloud API simulator on loopback, fresh for each test."""
+    async with running_simulator() as simulator:
+        yield simulator

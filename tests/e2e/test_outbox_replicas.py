@@ -37,7 +37,7 @@ from bench.outbox_harness import (
 )
 from tests.conftest import PG_ADMIN_URL, unique
 from tests.e2e.conftest import free_port
-from tests.fakes.whatsapp import Outcome, SentMessage, Simulator, running_simulator
+from tests.fakes.whatsapp import Outcome, SentMessage, Simulator
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -67,12 +67,6 @@ def own_pg_url() -> Iterator[str]:
     asyncio.run(create())
     yield url
     asyncio.run(drop())
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with running_simulator() as simulator:
-        yield simulator
 
 
 @dataclass

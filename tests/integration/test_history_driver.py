@@ -21,7 +21,7 @@ from baton.whatsapp import GraphClient
 from services.history.driver import DriverSettings, SyncDriver
 from services.history.sync import RetryPolicy
 from tests.conftest import unique
-from tests.fakes.whatsapp import Endpoint, FaultKind, Outcome, Simulator, running_simulator
+from tests.fakes.whatsapp import Endpoint, FaultKind, Outcome, Simulator
 
 pytestmark = pytest.mark.integration
 
@@ -51,12 +51,6 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with running_simulator() as running:
-        yield running
 
 
 @pytest.fixture

@@ -23,17 +23,11 @@ from baton.whatsapp.client import GraphClient
 from bench.outbox_harness import customer_id, number_id
 from services.outbox.handlers import Outbox, Ready, Sent, Skipped
 from tests.conftest import unique
-from tests.fakes.whatsapp import DEV_ACCESS_TOKEN, Simulator, running_simulator
+from tests.fakes.whatsapp import DEV_ACCESS_TOKEN, Simulator
 
 pytestmark = pytest.mark.integration
 
 PREFIX = "🤖"
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with running_simulator() as simulator:
-        yield simulator
 
 
 class Stage:

@@ -24,16 +24,10 @@ from bench.outbox_harness import (
     request,
     running_outbox,
 )
-from tests.fakes.whatsapp import Simulator, running_simulator
+from tests.fakes.whatsapp import Simulator
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with running_simulator() as simulator:
-        yield simulator
 
 
 class FailedTap:

@@ -49,12 +49,6 @@ from tests.waiting import eventually
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with running_simulator() as simulator:
-        yield simulator
-
-
 class EventTap:
     """Every event published on `baton.events` while the test runs."""
 
