@@ -151,6 +151,47 @@ def test_conversations_by_mode_panel_takes_one_replica_s_count() -> None:
         assert _aggregations(expr) == [("max", {"baton_conversations"})], expr
 
 
+# Gauges every replica of a service reports alike (counted in the store, not per process).
+STORE_WIDE_GAUGES = frozenset(
+    {"baton_conversations", "baton_history_numbers", "baton_history_imports"}
+)
+
+
+def _summed_over_replicas(expr: str) -> set[str]:
+    """Store-wide gauges a `sum`/`count`/`avg` aggregates straight from their series."""
+    for macro, value in _metrics.GRAFANA_MACROS.items():
+        expr = expr.replace(macro, value)
+    found: set[str] = set()
+
+    def visit(node: promql_parser.Expr) -> bool:
+        if (
+            isinstance(node, promql_parser.AggregateExpr)
+            and str(node.op) in ("sum", "count", "avg")
+            and isinstance(node.expr, promql_parser.VectorSelector)
+            and node.expr.name in STORE_WIDE_GAUGES
+        ):
+            found.add(node.expr.name)
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
+
+
+def test_store_wide_gauges_are_never_summed_over_replicas() -> None:
+    exprs = [
+        (f"{path.name}: {title}", expr)
+        for path in _dashboard_files()
+        for title, expr in _dashboard_exprs(path)
+    ] + [(f"alert {rule['alert']}", rule["expr"]) for rule in _rules()]
+    summed = [
+        f"{where}: {sorted(names)}" for where, e in exprs if (names := _summed_over_replicas(e))
+    ]
+    assert not summed, "take max by the labels first:\n" + "\n".join(summed)
+    # The check itself: a direct sum is caught, a sum over a max by the labels is not.
+    assert _summed_over_replicas("sum(baton_conversations)") == {"baton_conversations"}
+    assert not _summed_over_replicas("sum(max by (mode) (baton_conversations))")
+
+
 def _documented_families() -> set[str]:
     """Every exported `baton_` family as the README names it: counters with `_total`."""
     series = _metrics.exported()
