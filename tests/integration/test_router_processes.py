@@ -334,6 +334,22 @@ async def test_a_router_killed_mid_burst_loses_no_message(
     assert [m.wamid for m in request.messages] == wamids
 
 
+async def test_a_router_stopped_with_sigterm_mid_burst_drains_and_loses_nothing(
+    two_routers: Stack, broker: Broker, store: PostgresStore, bot: Bot, setup: Setup
+) -> None:
+    customer = _digits("55")
+    start = datetime.now(UTC) - timedelta(seconds=5)
+    wamids = []
+    for i in range(5):
+        if i == 2:  # a graceful stop: what it took it finishes and settles, then it exits
+            assert two_routers.stop("router-a", sig=signal.SIGTERM) == {"router-a": 0}
+        at = start + timedelta(seconds=i)
+        wamids.append(await _customer_writes(broker, setup.number, customer, f"m{i}", at=at))
+
+    request = await _one_request(bot, broker, store, setup.number, customer)
+    assert [m.wamid for m in request.messages] == wamids
+
+
 async def test_after_a_hand_back_the_bot_gets_only_newer_messages(
     two_routers: Stack, broker: Broker, store: PostgresStore, bot: Bot, setup: Setup
 ) -> None:
