@@ -61,6 +61,7 @@ class Tally:
     exact: int = 0  # requests that held exactly their burst's messages
     takeovers: int = 0
     latencies: list[float] = field(default_factory=list)
+    first_round: list[float] = field(default_factory=list)  # router pools still warming up
     must_fence: set[str] = field(default_factory=set)  # reply bodies a human's takeover fenced
     fenced: set[str] = field(default_factory=set)  # idempotency keys the outbox fenced
     fences: dict[str, asyncio.Future[None]] = field(default_factory=dict)
@@ -165,6 +166,8 @@ async def _conversation(
         tally.bursts += 1
         ask, taken = await asyncio.wait_for(expected, timeout=30)
         tally.latencies.append(taken - last_published - args.quiet)
+        if round_ == 0:
+            tally.first_round.append(tally.latencies[-1])
         tally.exact += sorted(m.wamid for m in ask.messages) == sorted(wamids)
         await asyncio.sleep(args.llm_ms / 1000)  # the bot thinks
         if rng.random() < args.takeover:
@@ -335,6 +338,16 @@ def _report(
         f"router added latency  p50 {_pct(lat, 50) * 1000:7.1f} ms  p99 {_pct(lat, 99) * 1000:7.1f} ms"
         f"  (mean {statistics.fmean(lat) * 1000:.1f} ms)"
     )
+    later = sorted(lat)
+    for x in tally.first_round:
+        later.remove(x)
+    if later:
+        first = tally.first_round
+        print(
+            f"  first round p50 {_pct(first, 50) * 1000:7.1f} ms  p99 {_pct(first, 99) * 1000:7.1f} ms"
+            f"  later rounds p50 {_pct(later, 50) * 1000:7.1f} ms"
+            f"  p99 {_pct(later, 99) * 1000:7.1f} ms"
+        )
     print(
         f"baseline: 2 broker hops p50 {_pct(base, 50) * 1000:7.1f} ms  p99 {_pct(base, 99) * 1000:7.1f} ms"
     )

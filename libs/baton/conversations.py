@@ -5,8 +5,10 @@ alike); the rules themselves are the pure `baton.handoff.decide`.
 
     conversations = Conversations(store, broker, numbers, clock=utcnow)
 
-`await conversations.apply(conversation_id, event, *, precondition=None) -> Decision`
+`await conversations.apply(conversation_id, event, *, precondition=None, loaded=None) -> Decision`
   1. loads the conversation's `ConversationState` (`UnknownConversation`, a LookupError, if none);
+     `loaded`, a state the caller just read from the store (the router, with the message it
+     stored), stands in for the first load only: a conflict reloads, as always;
   2. if `precondition(state)` is False, raises `PreconditionFailed(state)`; nothing is saved;
   3. `decide(state, event, now=clock(), policy=self.policy(state.phone_number_id))`;
   4. saves the new state with a compare-and-set on `state.version`. The same transaction
@@ -243,10 +245,16 @@ class Conversations:
         event: Event,
         *,
         precondition: Precondition | None = None,
+        loaded: ConversationState | None = None,
     ) -> Decision:
         """Decide `event` on the stored state, save it (compare-and-set), publish the effects."""
+        if loaded is not None and loaded.conversation_id != conversation_id:
+            raise ValueError(f"loaded state is of conversation {loaded.conversation_id}")
         for attempt in range(self._max_attempts):
-            before = await self._store.load_conversation_state(conversation_id)
+            if attempt == 0 and loaded is not None:
+                before: ConversationState | None = loaded
+            else:
+                before = await self._store.load_conversation_state(conversation_id)
             if before is None:
                 raise UnknownConversation(conversation_id)
             if precondition is not None and not precondition(before):

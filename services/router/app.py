@@ -51,6 +51,8 @@ def bootstrap(
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
     store = await open_store(settings.store_url)
+    # A burst must not pay for opening connections and first preparations.
+    await store.warm_up()
     broker = Broker(settings.amqp_url, name="router")
     await broker.connect()
     app = bootstrap(settings, store, broker)

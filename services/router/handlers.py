@@ -143,7 +143,7 @@ class Router:
     ) -> None:
         contact = value.contact_for(message.from_)
         text = render_text(message)
-        conversation, stored_now = await self._store.record_inbound(
+        stored = await self._store.record_inbound_for_routing(
             NewInbound(
                 phone_number_id=phone_number_id,
                 wa_id=message.from_,
@@ -155,11 +155,12 @@ class Router:
                 customer_name=contact.name if contact else None,
             )
         )
+        conversation = stored.conversation
         with structlog.contextvars.bound_contextvars(
             conversation_id=conversation.id, wamid=message.id
         ):
             mode: Mode
-            if not stored_now and await self._store.message_routed(phone_number_id, message.id):
+            if not stored.stored_now and stored.routed:
                 log.info("router.inbound_duplicate")
                 metrics.DUPLICATES.labels(kind="customer").inc()
                 if not retried:
@@ -171,6 +172,7 @@ class Router:
                     CustomerWrote(
                         wamid=message.id, timestamp=message.timestamp, type=message.type, text=text
                     ),
+                    loaded=stored.state,  # read with the message: saves a round trip
                 )
                 mode = decision.state.mode
                 log.info("router.inbound", type=message.type, mode=mode.value)

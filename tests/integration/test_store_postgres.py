@@ -47,6 +47,35 @@ async def test_inbound_is_stored_once(store: PostgresStore) -> None:
     assert conversation.customer_name == "Ana"
 
 
+async def test_inbound_for_routing_stores_once_and_reads_the_state_with_it(
+    store: PostgresStore,
+) -> None:
+    wa_id = unique("55")
+    first = await store.record_inbound_for_routing(_inbound(wa_id, f"{wa_id}-1"))
+    # A customer's first message: the conversation is created (with the name) and returned.
+    assert (first.stored_now, first.routed) == (True, False)
+    assert first.conversation.customer_name == "Ana"
+    assert first.state.conversation_id == first.conversation.id
+    assert first.state.version == 0
+
+    again = await store.record_inbound_for_routing(_inbound(wa_id, f"{wa_id}-1"))
+    assert (again.stored_now, again.routed) == (False, False)  # stored, not yet routed
+    await store.mark_routed("900000000000001", [f"{wa_id}-1"])
+    routed = await store.record_inbound_for_routing(_inbound(wa_id, f"{wa_id}-1"))
+    assert (routed.stored_now, routed.routed) == (False, True)  # a redelivery to drop
+
+    renamed = await store.record_inbound_for_routing(
+        _inbound(wa_id, f"{wa_id}-2", T0 + timedelta(seconds=5)).model_copy(
+            update={"customer_name": "Ana Maria"}
+        )
+    )
+    assert renamed.stored_now and renamed.conversation.id == first.conversation.id
+    assert renamed.conversation.customer_name == "Ana Maria"
+    assert renamed.conversation.last_activity_at == T0 + timedelta(seconds=5)
+    messages = await store.recent_messages(first.conversation.id, limit=10)
+    assert [m.wamid for m in messages] == [f"{wa_id}-1", f"{wa_id}-2"]
+
+
 async def test_recent_messages_are_oldest_first_and_bounded(store: PostgresStore) -> None:
     wa_id = unique("55")
     for i in range(5):

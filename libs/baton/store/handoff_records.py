@@ -8,7 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from baton.handoff.state import ConversationState
 from baton.handoff.timers import TimerKind
+from baton.store.records import Conversation
 from baton.types import ConversationId, PhoneNumberId, WaId, Wamid
 
 
@@ -62,3 +64,14 @@ class DueTimer(BaseModel):
     conversation_id: ConversationId
     kind: TimerKind
     due_at: datetime
+
+
+class StoredInbound(BaseModel):
+    """A live customer message stored (or found), with what the router needs to route it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    conversation: Conversation
+    stored_now: bool
+    routed: bool  # already went through the state machine (a redelivery); False if stored_now
+    state: ConversationState  # as of the store (the caller's save is a compare-and-set)

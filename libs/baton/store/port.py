@@ -20,6 +20,7 @@ from baton.store.handoff_records import (
     NewEcho,
     OutgoingMessage,
     PendingEffect,
+    StoredInbound,
 )
 from baton.store.history_records import (
     ChunkStart,
@@ -245,6 +246,10 @@ class Store(Protocol):
 
     async def message_routed(self, phone_number_id: PhoneNumberId, wamid: Wamid) -> bool:
         """Whether this stored message already went through the state machine."""
+        ...
+
+    async def record_inbound_for_routing(self, message: NewInbound) -> StoredInbound:
+        """`record_inbound`, `message_routed` and `load_conversation_state` in one round trip."""
         ...
 
     async def record_echo(self, echo: NewEcho) -> tuple[Conversation, EchoOutcome]:

@@ -20,8 +20,9 @@ from baton.store._pg import (
     to_stored_message,
     touch_conversation,
 )
+from baton.store.handoff_records import StoredInbound
 from baton.store.pg_console import PostgresConsoleStore
-from baton.store.pg_handoff import PostgresHandoffStore
+from baton.store.pg_handoff import PostgresHandoffStore, state_of
 from baton.store.pg_history import PostgresHistoryStore
 from baton.store.pg_outbox import PostgresOutboxStore
 from baton.store.pg_stats import PostgresStatsStore
@@ -34,6 +35,39 @@ from baton.store.records import (
 from baton.types import ConversationId, PhoneNumberId, WaId
 
 log = structlog.get_logger()
+
+# `record_inbound` and the state load in one statement, for a conversation that exists and
+# needs no rename (no name given, or the stored one: every message but a customer's first).
+# No explicit transaction: one statement is atomic. The state comes from the touch's RETURNING
+# when the message is new (the row as of the touch, after any concurrent save it waited for),
+# else from the statement's snapshot (a duplicate touches nothing); either way the caller's
+# save is a compare-and-set on its version.
+_INBOUND_WITH_STATE = f"""
+WITH conv AS (
+    SELECT id FROM conversations
+    WHERE phone_number_id = $1 AND wa_id = $2 AND ($3::text IS NULL OR customer_name = $3)
+), ins AS (
+    INSERT INTO messages (conversation_id, phone_number_id, wamid, direction, author, type,
+                          body, payload, sent_at)
+    SELECT conv.id, $1, $4, 'in', 'customer', $5::text, $6::text, $7::jsonb, $8::timestamptz
+    FROM conv
+    ON CONFLICT (phone_number_id, wamid) DO NOTHING
+    RETURNING id
+), touched AS (
+    UPDATE conversations SET last_activity_at = GREATEST(last_activity_at, $8), updated_at = now()
+    WHERE id = (SELECT id FROM conv) AND EXISTS (SELECT 1 FROM ins)
+    RETURNING {CONVERSATION_COLUMNS}, version, state
+)
+SELECT c.*, EXISTS (SELECT 1 FROM ins) AS stored_now,
+    (SELECT m.routed_at IS NOT NULL FROM messages m
+     WHERE m.phone_number_id = $1 AND m.wamid = $4) AS routed
+FROM (
+    SELECT * FROM touched
+    UNION ALL
+    SELECT {CONVERSATION_COLUMNS}, version, state FROM conversations
+    WHERE id = (SELECT id FROM conv) AND NOT EXISTS (SELECT 1 FROM touched)
+) AS c
+"""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -163,6 +197,49 @@ class PostgresStore(
                 return conversation, False
             await touch_conversation(conn, conversation.id, message.sent_at)
             return conversation, True
+
+    async def record_inbound_for_routing(self, message: NewInbound) -> StoredInbound:
+        name = message.customer_name or None  # as `_upsert_conversation`: "" is no name
+        args = (
+            message.phone_number_id,
+            message.wa_id,
+            name,
+            message.wamid,
+            message.type,
+            message.body,
+            message.payload,
+            message.sent_at,
+        )
+        row = await self._pool.fetchrow(_INBOUND_WITH_STATE, *args)
+        if row is None:
+            # A customer's first message, or a new name: create or rename the conversation
+            # (idempotent, like `record_inbound`'s upsert), then the same statement again.
+            await self._pool.execute(
+                "INSERT INTO conversations (phone_number_id, wa_id, customer_name)"
+                " VALUES ($1, $2, $3) ON CONFLICT (phone_number_id, wa_id) DO UPDATE"
+                " SET customer_name = COALESCE(EXCLUDED.customer_name, conversations.customer_name)",
+                message.phone_number_id,
+                message.wa_id,
+                name,
+            )
+            row = await self._pool.fetchrow(_INBOUND_WITH_STATE, *args)
+        if row is not None:
+            return StoredInbound(
+                conversation=to_conversation(row),
+                stored_now=row["stored_now"],
+                routed=bool(row["routed"]),
+                state=state_of(row),
+            )
+        # Renamed again in between (two names at once): the general path, then the state.
+        conversation, stored_now = await self.record_inbound(message)
+        state = await self.load_conversation_state(conversation.id)
+        assert state is not None  # conversations are never deleted
+        routed = not stored_now and await self.message_routed(
+            message.phone_number_id, message.wamid
+        )
+        return StoredInbound(
+            conversation=conversation, stored_now=stored_now, routed=routed, state=state
+        )
 
     async def recent_messages(
         self, conversation_id: ConversationId, *, limit: int, before: datetime | None = None
