@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from baton.devstack import REPO_ROOT, Ports
+from services.bot.texts import PT_BR
 from tests.conftest import unique
 from tests.e2e.conftest import RunningStack, free_port, stack_env
 from tests.fakes.whatsapp import DEV_APP_SECRET, SentMessage, SimulatorClient
@@ -84,6 +85,33 @@ async def test_same_webhook_twice_gives_exactly_one_reply(
         await conn.close()
     assert counts is not None
     assert tuple(counts) == (2, 2)  # messages in, replies out
+    assert len(await _replies_to(sim, customer)) == 2
+
+
+async def test_a_webhook_redelivered_after_its_reply_is_not_answered_again(
+    running_stack: RunningStack, sim: SimulatorClient
+) -> None:
+    # Meta retries a webhook it saw no 200 for, possibly long after: by then the message left
+    # the debounce buffer and was answered, so only the store's dedupe by wamid can catch it.
+    customer = _customer()
+    body = meta_json(envelope([customer_text(PHONE_NUMBER_ID, customer, "Vocês entregam?")]))
+    assert (await post_webhook(running_stack.webhook_url, body, DEV_APP_SECRET)).status_code == 200
+    await eventually(lambda: _replies_to(sim, customer), what="the bot's reply")
+    assert (await post_webhook(running_stack.webhook_url, body, DEV_APP_SECRET)).status_code == 200
+
+    follow_up = meta_json(envelope([customer_text(PHONE_NUMBER_ID, customer, "obrigado!")]))
+    assert (
+        await post_webhook(running_stack.webhook_url, follow_up, DEV_APP_SECRET)
+    ).status_code == 200
+
+    async def two_replies() -> list[SentMessage] | None:
+        replies = await _replies_to(sim, customer)
+        return replies if len(replies) >= 2 else None
+
+    # Had the redelivery reached the bot again, it would be a third reply, or would share the
+    # follow-up's burst and turn the offline responder's "you're welcome" into a non-answer.
+    replies = await eventually(two_replies, what="the follow-up's reply")
+    assert replies[1].body == PT_BR.thanks
     assert len(await _replies_to(sim, customer)) == 2
 
 
