@@ -22,7 +22,6 @@ import asyncio
 import functools
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -46,10 +45,10 @@ from baton.messages import AskBot, BotTurnFinished, ReplyFenced, SendText, Webho
 from baton.settings import NumbersConfig
 from baton.store import PostgresStore, open_store
 from baton.types import Author
+from bench._infra import free_port, throwaway_vhost
 from tests.fakes.whatsapp import Simulator, running_simulator
 from tests.fakes.whatsapp.webhooks import customer_text
 
-AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 PG_ADMIN = os.environ.get("BATON_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 NUMBERS = [f"9000000001{i:05d}" for i in range(5)]  # spread over numbers: no send-rate queueing
 
@@ -299,7 +298,7 @@ def _start(
     }
     processes, ready = [], []
     for name in ["router"] * args.routers + ["outbox"]:
-        port = _free_port()
+        port = free_port()
         log = (workdir / f"{name}-{port}.log").open("wb")
         processes.append(
             subprocess.Popen(
@@ -357,21 +356,6 @@ def _report(
     )
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _rabbitmqctl(*args: str) -> None:
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        raise SystemExit("rabbitmqctl not found: the benchmark needs the local RabbitMQ")
-    subprocess.run([ctl, *args], check=True, capture_output=True)
-
-
 async def _admin(sql: str) -> None:
     conn = await asyncpg.connect(PG_ADMIN)
     try:
@@ -393,17 +377,14 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("bench", level="WARNING")
 
-    suffix = uuid.uuid4().hex[:8]
-    vhost, database = f"baton-bench-{suffix}", f"baton_bench_{suffix}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    database = f"baton_bench_{uuid.uuid4().hex[:8]}"
     pg_url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{database}"
     workdir = REPO_ROOT / ".run" / "bench-handoff"
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        uvloop.run(_run(args, AMQP + vhost, pg_url, workdir))
+        with throwaway_vhost("baton-bench") as amqp_url:
+            uvloop.run(_run(args, amqp_url, pg_url, workdir))
     finally:
-        _rabbitmqctl("delete_vhost", vhost)
         uvloop.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -35,11 +33,11 @@ from baton.devstack import REPO_ROOT
 from baton.logging import configure_logging
 from baton.store import open_store
 from baton.store.history_records import HistoryRow
+from bench._infra import free_port, throwaway_vhost
 from bench.history_backlog import Backlog, BacklogSpec, signed
 from services.history.backlog import thread_rows
 
 SECRET = "bench-app-secret"
-AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 PG = "postgresql://postgres@127.0.0.1:5432/"
 PNID = "900000000000042"
 BUSINESS = "15550009999"
@@ -57,19 +55,6 @@ COLUMNS = (
     "status",
     "status_rank",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _rabbitmqctl(*args: str) -> None:
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        raise SystemExit("rabbitmqctl not found: the benchmark needs the local RabbitMQ")
-    subprocess.run([ctl, *args], check=True, capture_output=True)
 
 
 async def _fresh_database(name: str) -> str:
@@ -227,7 +212,7 @@ async def pipeline(
     await broker.connect()
     await broker.declare_topology()
     await broker.close()
-    ingest_port, history_port = _free_port(), _free_port()
+    ingest_port, history_port = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
         "BATON_AMQP_URL": amqp_url,
@@ -301,29 +286,27 @@ async def _run(args: argparse.Namespace) -> None:
         )
     )
     tag = uuid.uuid4().hex[:8]
-    raw_db, pipe_db, vhost = f"bench_raw_{tag}", f"bench_history_{tag}", f"bench-history-{tag}"
+    raw_db, pipe_db = f"bench_raw_{tag}", f"bench_history_{tag}"
     print(
         f"{args.messages:,} messages, {args.conversations:,} conversations,"
         f" {args.chunk_messages} per webhook, batches of {args.batch_size},"
         f" prefetch {args.prefetch}, {os.cpu_count()} cores",
         flush=True,
     )
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     try:
         raw_rate = await raw_copy(backlog, await _fresh_database(raw_db))
         print(f"raw COPY into messages:    {raw_rate:>9,.0f} rows/s", flush=True)
         await _drop_database(raw_db)
-        rate, elapsed, rss = await pipeline(
-            backlog, await _fresh_database(pipe_db), AMQP + vhost, args
-        )
+        with throwaway_vhost("bench-history") as amqp_url:
+            rate, elapsed, rss = await pipeline(
+                backlog, await _fresh_database(pipe_db), amqp_url, args
+            )
         print(f"end to end (ingest→history→store): {rate:>9,.0f} messages/s ({elapsed:.1f} s)")
         print(f"peak RSS of the history process: {rss:.0f} MiB")
         print(f"ratio to raw COPY: {rate / raw_rate:.2f}")
     finally:
         await _drop_database(raw_db)
         await _drop_database(pipe_db)
-        _rabbitmqctl("delete_vhost", vhost)
 
 
 def main() -> None:

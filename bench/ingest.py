@@ -17,11 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,30 +30,17 @@ import uvloop
 from baton.broker import QUEUES, Broker
 from baton.devstack import REPO_ROOT
 from baton.whatsapp.signature import sign
+from bench._infra import free_port, throwaway_vhost
 from bench.loadgen import Result, paced, post_request, saturate
 from tests.fakes.whatsapp.webhooks import customer_text, envelope, meta_json
 
 SECRET = "bench-app-secret"
-AMQP = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rabbitmqctl(*args: str) -> None:
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        raise SystemExit("rabbitmqctl not found: the benchmark needs the local RabbitMQ")
-    subprocess.run([ctl, *args], check=True, capture_output=True)
 
 
 def _webhook() -> bytes:
@@ -157,20 +141,9 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--connections", type=int, default=32)
-    args = parser.parse_args()
-
-    vhost = f"baton-bench-{uuid.uuid4().hex[:8]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    amqp_url = AMQP + vhost
+def _serve_and_measure(amqp_url: str, args: argparse.Namespace) -> None:
     uvloop.run(_declare_topology(amqp_url))
-    ingest_port, bare_port = _free_port(), _free_port()
+    ingest_port, bare_port = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
         "BATON_AMQP_URL": amqp_url,
@@ -202,7 +175,18 @@ def main() -> None:
         for proc in servers:
             proc.terminate()
             proc.wait(timeout=20)
-        _rabbitmqctl("delete_vhost", vhost)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+
+    with throwaway_vhost("baton-bench") as amqp_url:
+        _serve_and_measure(amqp_url, args)
 
 
 if __name__ == "__main__":

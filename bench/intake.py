@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import subprocess
 import time
 import uuid
 
@@ -28,17 +26,9 @@ from baton.broker import COMMANDS, Broker
 from baton.broker.topology import OUTBOX_INTAKE, outbox_number_queue
 from baton.messages import SendText
 from baton.types import Author
+from bench._infra import throwaway_vhost
 from services.outbox.intake import Intake
 from services.outbox.settle import Settler
-
-AMQP = "amqp://guest:guest@127.0.0.1:5672/"
-
-
-def _rabbitmqctl(*args: str) -> None:
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        raise SystemExit("rabbitmqctl not found: the benchmark needs the local RabbitMQ")
-    subprocess.run([ctl, *args], check=True, capture_output=True)
 
 
 def _request(pnid: str, i: int) -> SendText:
@@ -119,13 +109,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--numbers", type=int, default=10)
     args = parser.parse_args()
-    vhost = f"bench-intake-{uuid.uuid4().hex[:8]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    try:
-        uvloop.run(run(args.messages, args.numbers, AMQP + vhost))
-    finally:
-        _rabbitmqctl("delete_vhost", vhost)
+    with throwaway_vhost("bench-intake") as amqp_url:
+        uvloop.run(run(args.messages, args.numbers, amqp_url))
 
 
 if __name__ == "__main__":

@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +43,7 @@ from baton.devstack import REPO_ROOT
 from baton.messages import SendText
 from baton.store import open_store
 from baton.whatsapp.client import GraphClient
+from bench._infra import free_port, throwaway_vhost
 from bench.outbox_harness import (
     OutboxProcess,
     coexistence,
@@ -57,23 +56,9 @@ from bench.outbox_harness import (
 )
 from tests.fakes.whatsapp import DEV_ACCESS_TOKEN, NumberConfig, SentMessage, SimulatorClient
 
-AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 RATE = 18
 CUSTOMERS = 60  # per number: keeps every customer far under the pair limit
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _rabbitmqctl(*args: str) -> None:
-    ctl = shutil.which("rabbitmqctl")
-    if ctl is None:
-        raise SystemExit("rabbitmqctl not found: the benchmark needs the local RabbitMQ")
-    subprocess.run([ctl, *args], check=True, capture_output=True)
 
 
 def _start_simulator(port: int, latency: float) -> subprocess.Popen[bytes]:
@@ -250,11 +235,19 @@ class Bench:
 
 async def main(seconds: float, counts: list[int], latency: float) -> None:
     load_before = os.getloadavg()
-    vhost = f"bench-outbox-{uuid.uuid4().hex[:8]}"
     database = f"bench_outbox_{uuid.uuid4().hex[:8]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    amqp_url = AMQP + vhost
+    with throwaway_vhost("bench-outbox") as amqp_url:
+        await _measure(amqp_url, database, seconds, counts, latency, load_before)
+
+
+async def _measure(
+    amqp_url: str,
+    database: str,
+    seconds: float,
+    counts: list[int],
+    latency: float,
+    load_before: tuple[float, float, float],
+) -> None:
     pg_url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{database}"
     conn = await asyncpg.connect(PG_ADMIN)
     await conn.execute(f'CREATE DATABASE "{database}"')
@@ -270,7 +263,7 @@ async def main(seconds: float, counts: list[int], latency: float) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             # The simulator runs as its own process, as Meta would: its answers must not wait
             # behind this process publishing thousands of sends.
-            sim_port = _free_port()
+            sim_port = free_port()
             processes.append(_start_simulator(sim_port, latency))
             root_url = f"http://127.0.0.1:{sim_port}"
             graph_url = f"{root_url}/v25.0"
@@ -289,7 +282,7 @@ async def main(seconds: float, counts: list[int], latency: float) -> None:
                     pg_url=pg_url,
                     graph_url=graph_url,
                     numbers_file=numbers_file,
-                    port=_free_port(),
+                    port=free_port(),
                     log_dir=Path(tmp),
                     extra={"BATON_LOG_LEVEL": "WARNING"},
                 )
@@ -315,7 +308,6 @@ async def main(seconds: float, counts: list[int], latency: float) -> None:
         for process in processes:
             process.terminate()
             process.wait()
-        _rabbitmqctl("delete_vhost", vhost)
         conn = await asyncpg.connect(PG_ADMIN)
         await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await conn.close()
