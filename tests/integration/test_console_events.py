@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from baton.store.records import NewInbound
 from baton.types import Author, Mode
 from services.console.app import main
 from tests.conftest import unique
+from tests.e2e.conftest import free_port
 from tests.e2e.console_support import (
     AGENT_TOKENS,
     ALICE_TOKEN,
@@ -191,12 +191,6 @@ async def test_quiet_streams_get_keep_alive_comments_and_scoped_agents_only_thei
         with pytest.raises(TimeoutError):
             await carol.next_event(timeout=0.5)  # nothing else for carol, but…
         assert carol.comments >= 1  # …keep-alives came meanwhile (every 0.2 s here)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_the_process_stops_promptly_with_clients_connected(
