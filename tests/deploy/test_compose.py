@@ -10,6 +10,7 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 from check_jsonschema.builtin_schemas import get_builtin_schema  # type: ignore[import-untyped]
 
+from baton.service import DRAIN_SECONDS
 from tests.deploy import _env
 from tests.deploy._repo import (
     COMPOSE,
@@ -162,7 +163,7 @@ def test_the_containers_environment_makes_valid_settings(
 
 
 def test_stop_grace_outlasts_the_drain(baton_services: dict[str, Service]) -> None:
-    drain = pytest.importorskip("baton.service").DRAIN_SECONDS
+    drain = DRAIN_SECONDS
     for name, service in baton_services.items():
         match = re.fullmatch(r"(\d+)s", service["stop_grace_period"])
         assert match and int(match[1]) > drain, name

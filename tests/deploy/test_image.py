@@ -24,6 +24,7 @@ from tests.deploy._repo import (
     ROOT,
     services,
 )
+from tests.fakes.whatsapp.__main__ import _parser as simulator_parser
 
 
 @dataclass
@@ -282,11 +283,7 @@ def test_entrypoint_simulator_passes_baton_secrets_and_listens_on_all_interfaces
         "--app-secret": "sec",
         "--number": "1",
     }
-    simulator = pytest.importorskip("tests.fakes.whatsapp.__main__")
-    parser = getattr(simulator, "_parser", None)
-    if parser is None:
-        pytest.skip("the simulator exposes no argument parser to check against")
-    parser().parse_args(argv[2:])  # the simulator accepts every option we pass
+    simulator_parser().parse_args(argv[2:])  # the simulator accepts every option we pass
 
 
 def test_entrypoint_probe_targets_loopback(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from baton.service import DRAIN_SECONDS
 from baton.settings import NumbersConfig
 from tests.deploy import _env, _kustomize
 from tests.deploy._repo import (
@@ -229,7 +230,7 @@ def test_the_secret_templates_placeholders_are_refused_in_production(overlay: li
 
 
 def test_probes_resources_security_and_graceful_shutdown(overlay: list[Obj]) -> None:
-    drain = pytest.importorskip("baton.service").DRAIN_SECONDS
+    drain = DRAIN_SECONDS
     for name, deployment in _of_kind(overlay, "Deployment").items():
         pod, container = _pod_spec(deployment), _container(deployment)
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
