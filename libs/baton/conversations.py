@@ -23,8 +23,6 @@ alike); the rules themselves are the pure `baton.handoff.decide`.
      means nothing changed and `decision.ignored` says why (`IgnoreReason.ALREADY_ASSIGNED`:
      this agent already holds it; `ALREADY_BOT`: release of a bot conversation; ...).
 
-`await conversations.apply_for(phone_number_id, wa_id, event, *, precondition=None)` is the
-same for a customer of a number, creating the conversation if needed.
 `await conversations.state(conversation_id)` reads the state without deciding (None if unknown);
 `conversations.policy(phone_number_id)` is the number's `Policy`, built from `NumberSettings`.
 
@@ -112,7 +110,7 @@ from baton.messages import (
 from baton.settings import NumbersConfig, NumberSettings
 from baton.store.handoff_records import DueTimer, OutgoingMessage, PendingEffect
 from baton.store.port import Store
-from baton.types import Author, ConversationId, Mode, PhoneNumberId, WaId
+from baton.types import Author, ConversationId, Mode, PhoneNumberId
 
 log = structlog.get_logger()
 
@@ -226,18 +224,6 @@ class Conversations:
     async def state(self, conversation_id: ConversationId) -> ConversationState | None:
         """The stored state, without deciding anything."""
         return await self._store.load_conversation_state(conversation_id)
-
-    async def apply_for(
-        self,
-        phone_number_id: PhoneNumberId,
-        wa_id: WaId,
-        event: Event,
-        *,
-        precondition: Precondition | None = None,
-    ) -> Decision:
-        """`apply` to the conversation of this customer and number, created if needed."""
-        conversation = await self._store.conversation(phone_number_id, wa_id)
-        return await self.apply(conversation.id, event, precondition=precondition)
 
     async def apply(
         self,

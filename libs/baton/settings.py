@@ -201,9 +201,5 @@ class Settings(BaseSettings):
             os.environ.clear()
             os.environ.update(saved)
 
-    @property
-    def llm_configured(self) -> bool:
-        return bool(self.llm_base_url)
-
     def numbers(self) -> NumbersConfig:
         return NumbersConfig.load(self.numbers_file)

@@ -116,7 +116,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     broker = Broker(settings.amqp_url, name="bot")
     await broker.connect()
     llm = LLMClient.from_settings(settings)
-    log.info("bot.responder", llm=settings.llm_base_url is not None, model=settings.llm_model)
+    log.info("bot.responder", llm=llm is not None, model=settings.llm_model)
     bot = Bot(store, broker, llm, settings.numbers())
 
     async def ready() -> bool:

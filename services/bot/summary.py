@@ -1,8 +1,9 @@
 """Extractive handoff summary for the agent: what the customer asked and the ids they gave.
 
 Without an LLM (or when the LLM is down) this is the whole summary: the customer's last few
-messages, order ids, e-mails, phone numbers and a coarse topic. When the LLM hands off through
-its tool, its own summary becomes the headline and the extracted facts are kept below it.
+messages, order ids, e-mails, phone numbers and a coarse topic. With an LLM, the model's own
+summary (from its handoff tool, or asked for when the bot hands off by itself) becomes the
+headline and the extracted facts are kept below it.
 """
 
 from __future__ import annotations

@@ -10,8 +10,6 @@ from typing import Any
 
 import orjson
 
-from baton.messages import WebhookChange
-
 _FIELD = re.compile(r"^[a-z0-9_]{1,64}$")
 UNKNOWN_FIELD = "unknown"
 
@@ -71,8 +69,3 @@ def split(payload: Any, received_at: datetime) -> list[OutgoingChange]:
 def _change_id(entry_id: str, field: str, value: dict[str, Any]) -> str:
     canonical = orjson.dumps([entry_id, field, value], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()[:32]
-
-
-def parse_change(body: bytes) -> WebhookChange:
-    """The consumer side: a broker body back into the WebhookChange contract."""
-    return WebhookChange.model_validate_json(body)

@@ -117,7 +117,7 @@ class Outbox:
         self._offboarded = offboarded if offboarded is not None else OffboardedNumbers(store)
 
     async def prepare(self, send: SendText) -> Prepared:
-        """Fence and claim, before a send slot is taken (the slot then covers only the call).
+        """Fence and claim, before a send slot is taken (so the slot waits on no store write).
 
         Never raises for a store failure: returns Retry.
         """

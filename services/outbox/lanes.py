@@ -124,11 +124,6 @@ class Lanes(Generic[H]):
         self._count = 0
         return items
 
-    def tokens(self, item: Pending[H], now: float) -> float:
-        bucket = self._bucket(item, now)
-        bucket.available_at(now)  # refills
-        return bucket.tokens
-
     def _lane(self, item: Pending[H]) -> _Lane[H]:
         lane = self._lanes.get(item.send.conversation_id)
         if lane is None:

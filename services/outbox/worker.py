@@ -49,10 +49,11 @@ log = structlog.get_logger()
 
 Item = Pending[AbstractIncomingMessage]
 
-# Sends fenced and claimed ahead of their slot: enough that a slot never waits for the store,
-# few enough that the fence is read at most a few send intervals before the call.
+# Sends fenced and claimed ahead of their slot: enough that a slot never waits for the claim,
+# few enough that little is held claimed (a bot send's fence is read again at the call).
 _STAGED_AHEAD = 4
-_LEAD_INTERVALS = 3.0  # start staging this many send intervals before a slot frees
+_LEAD_INTERVALS = 3.0
+_PRUNE_SECONDS = 60.0  # how often refilled pair buckets of idle customers are forgotten  # start staging this many send intervals before a slot frees
 
 
 def _outcome(result: Attempt) -> str | None:
@@ -63,7 +64,7 @@ def _outcome(result: Attempt) -> str | None:
         case Failed():
             return "failed"
         case Skipped(outcome=outcome):
-            return outcome  # fenced or duplicate
+            return outcome  # fenced, duplicate or offboarded
     return None  # not finished: tried again
 
 
@@ -117,6 +118,7 @@ class NumberWorker:
         self._lead = _LEAD_INTERVALS * self.window.shape.seconds / self.window.shape.limit
         self._throughput_level = 0
         self._paused_at = -math.inf
+        self._pruned_at = -math.inf
         self.active_since: float | None = None
         self.released_at = -math.inf
 
@@ -238,7 +240,7 @@ class NumberWorker:
                     wake_at = math.inf  # woken when a staged send takes its slot
                 else:
                     # Fence and claim shortly before a slot frees, not as soon as one is free:
-                    # the slot then covers only the Graph API call.
+                    # the slot then waits on no claim (only a bot send's second fence read).
                     stage_at = self.window.free_at() - self._lead
                     if stage_at <= now:
                         self._start(item, now, generation)
@@ -341,6 +343,11 @@ class NumberWorker:
                     self._throughput_level = 0
                 self._lanes.finish(item, now, done=True)
                 await self._settler.ack(item.handle)
+                if now - self._pruned_at >= _PRUNE_SECONDS:
+                    # A customer's bucket is dropped when it finishes full; one sent to lately
+                    # and never again would otherwise stay for the life of the process.
+                    self._pruned_at = now
+                    self._lanes.prune(now)
             case Busy(wait=wait):
                 self._lanes.block(item, now + wait)
                 self._lanes.finish(item, now, done=False)

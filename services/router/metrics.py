@@ -65,7 +65,8 @@ TIMERS_FIRED = Counter(
 )
 DUPLICATES = Counter(
     "baton_router_duplicates_total",
-    "Redelivered messages dropped before the state machine, by kind (customer, echo).",
+    "Redelivered messages that had already been through the state machine, by kind (customer,"
+    " echo); a broker retry of one is announced again, never decided again.",
     ["kind"],
 )
 IGNORED = Counter(

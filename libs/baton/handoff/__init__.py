@@ -1,7 +1,8 @@
 """The pure conversation handoff core: who answers a conversation, bot or human.
 
-`decide(state, event, now, policy) -> Decision(state, effects)` holds every rule; the router
-is the imperative shell (load, decide, compare-and-set save, perform effects). Outbox fences
+`decide(state, event, now, policy) -> Decision(state, effects)` holds every rule;
+`baton.conversations.Conversations` is the imperative shell the router and the console share
+(load, decide, compare-and-set save, perform effects). Outbox fences
 bot replies with `may_send_bot_reply`. Nothing in this package does I/O or reads a clock.
 """
 

@@ -1,7 +1,7 @@
 """Which timers a conversation has armed, derived from its state alone.
 
-Timers are not stored separately from the state: the state says when each is due, so the
-shell can persist `next_timers(state, policy)` for its sweeper, and a `TimerFired` that is no
+Timers are derived, never decided on their own: the state says when each is due, the shell
+stores `next_timers(state, policy)` beside it (in the same save) for the sweeper to find, and a `TimerFired` that is no
 longer armed or not yet due is simply a no-op (a fired timer is a prompt to re-check).
 """
 

@@ -47,7 +47,7 @@ from baton.types import ConversationId, Mode, PhoneNumberId, WaId, Wamid
 
 
 class Store(Protocol):
-    """Persistence contract shared by the PostgreSQL and MongoDB adapters."""
+    """Persistence contract of every store adapter (PostgreSQL today; see `open_store`)."""
 
     async def close(self) -> None: ...
 
@@ -249,7 +249,8 @@ class Store(Protocol):
         ...
 
     async def record_inbound_for_routing(self, message: NewInbound) -> StoredInbound:
-        """`record_inbound`, `message_routed` and `load_conversation_state` in one round trip."""
+        """`record_inbound`, `message_routed` and `load_conversation_state` together (one
+        round trip unless the conversation must be created or renamed first)."""
         ...
 
     async def record_echo(self, echo: NewEcho) -> tuple[Conversation, EchoOutcome]:
