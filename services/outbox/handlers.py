@@ -249,7 +249,13 @@ class Outbox:
 
     async def give_up(self, send: SendText, *, code: int | None, reason: str) -> None:
         """Bounded retries are over: mark the send dead-lettered and tell the agents."""
-        await self._store.give_up_outbound(send.idempotency_key, error_code=code, reason=reason)
+        # Never raises: the delivery is already out of its lane and must still be parked.
+        await self._insist(
+            "dead_lettered",
+            lambda: self._store.give_up_outbound(
+                send.idempotency_key, error_code=code, reason=reason
+            ),
+        )
         metrics.SENDS.labels(author=send.author, outcome="dead_lettered").inc()
         await self._announce_failed(send, code, f"dead-lettered: {reason}")
 
@@ -276,8 +282,8 @@ class Outbox:
     async def _insist(
         self, what: str, record: Callable[[], Awaitable[None]], *, wamid: Wamid | None = None
     ) -> None:
-        """Record the outcome of a call Meta answered; retrying the call instead would repeat
-        it, so on a store outage this tries for a while, then logs and lets the send settle."""
+        """Record a send's outcome: retrying the send instead would repeat it (or strand it), so
+        on a store outage this tries for a while, then logs and lets the send settle."""
         for attempt in range(1, _RECORD_ATTEMPTS + 1):
             try:
                 await record()

@@ -17,6 +17,8 @@ few seconds) are acknowledged and dropped before anything is stored or decided.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import structlog
 
 from baton.broker import Broker, Delivery, Poison
@@ -41,8 +43,8 @@ from baton.messages import (
 from baton.offboarding import OffboardedNumbers
 from baton.store import Store
 from baton.store.handoff_records import EchoOutcome, NewEcho
-from baton.store.records import DeliveryStatus, NewInbound, StatusUpdate
-from baton.types import Author, Mode, PhoneNumberId
+from baton.store.records import Conversation, DeliveryStatus, NewInbound, StatusUpdate
+from baton.types import Author, Mode, PhoneNumberId, Wamid
 from baton.whatsapp.message import WaMessage
 from baton.whatsapp.payloads import (
     EchoesValue,
@@ -83,7 +85,7 @@ class Router:
         if isinstance(value, MessagesValue):
             await self._on_messages(value, retried=delivery.attempt > 1)
         elif isinstance(value, EchoesValue):
-            await self._on_echoes(value)
+            await self._on_echoes(value, retried=delivery.attempt > 1)
         else:
             log.info("router.change_ignored", field=change.field)
 
@@ -176,20 +178,14 @@ class Router:
                 )
                 mode = decision.state.mode
                 log.info("router.inbound", type=message.type, mode=mode.value)
-            await self._announce(
-                f"received:{message.id}",
-                MessageReceived(
-                    conversation_id=conversation.id,
-                    phone_number_id=phone_number_id,
-                    wa_id=conversation.wa_id,
-                    at=self._conversations.now(),
-                    wamid=message.id,
-                    author=Author.CUSTOMER,
-                    type=message.type,
-                    body=text,
-                    sent_at=message.timestamp,
-                    mode=mode,
-                ),
+            await self._announce_received(
+                conversation,
+                message.id,
+                Author.CUSTOMER,
+                message.type,
+                text,
+                message.timestamp,
+                mode,
             )
 
     async def _on_status(
@@ -232,7 +228,7 @@ class Router:
 
     # --- the owner in the WhatsApp Business App ------------------------------------------
 
-    async def _on_echoes(self, value: EchoesValue) -> None:
+    async def _on_echoes(self, value: EchoesValue, *, retried: bool) -> None:
         phone_number_id = value.metadata.phone_number_id
         if value.message_echoes and await self._offboarded.disabled(phone_number_id):
             self._ignored_offboarded("echo", phone_number_id, len(value.message_echoes))
@@ -263,6 +259,11 @@ class Router:
                     # Dedupe before the state: an old echo redelivered must not pause again.
                     log.info("router.echo_duplicate")
                     metrics.DUPLICATES.labels(kind="echo").inc()
+                    if retried:  # the failed attempt may have saved the state but not announced
+                        await self._announce_received(
+                            conversation, echo.id, Author.APP, stored_type, text, echo.timestamp,
+                            conversation.mode,
+                        )  # fmt: skip
                     continue
                 own_send = outcome is EchoOutcome.OWN_SEND
                 decision = await self._conversations.apply(
@@ -282,21 +283,37 @@ class Router:
                     mode=decision.state.mode.value,
                 )
                 if not own_send:
-                    await self._announce(
-                        f"received:{echo.id}",
-                        MessageReceived(
-                            conversation_id=conversation.id,
-                            phone_number_id=phone_number_id,
-                            wa_id=conversation.wa_id,
-                            at=self._conversations.now(),
-                            wamid=echo.id,
-                            author=Author.APP,
-                            type=stored_type,
-                            body=text,
-                            sent_at=echo.timestamp,
-                            mode=decision.state.mode,
-                        ),
-                    )
+                    await self._announce_received(
+                        conversation, echo.id, Author.APP, stored_type, text, echo.timestamp,
+                        decision.state.mode,
+                    )  # fmt: skip
+
+    async def _announce_received(
+        self,
+        conversation: Conversation,
+        wamid: Wamid,
+        author: Author,
+        type: str,
+        body: str,
+        sent_at: datetime,
+        mode: Mode,
+    ) -> None:
+        """Tell agents a customer or the owner wrote (announced once per wamid)."""
+        await self._announce(
+            f"received:{wamid}",
+            MessageReceived(
+                conversation_id=conversation.id,
+                phone_number_id=conversation.phone_number_id,
+                wa_id=conversation.wa_id,
+                at=self._conversations.now(),
+                wamid=wamid,
+                author=author,
+                type=type,
+                body=body,
+                sent_at=sent_at,
+                mode=mode,
+            ),
+        )
 
     def _ignored_offboarded(self, kind: str, phone_number_id: PhoneNumberId, count: int) -> None:
         metrics.IGNORED.labels(kind=kind, reason=NUMBER_DISABLED).inc(count)

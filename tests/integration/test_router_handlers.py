@@ -146,6 +146,31 @@ async def test_owner_echoes_pause_and_a_command_is_stored_as_control(
     ]
 
 
+async def test_a_redelivered_echo_is_announced_again_only_when_the_broker_retried_it(
+    app: RouterApp, store: PostgresStore, announced: list[Delivery]
+) -> None:
+    customer = unique("55")
+    change = echo_change(NUMBER, customer, "Já te respondo.")
+    await app.router.on_webhook(_delivery(change))
+    await app.router.on_webhook(_delivery(change))  # Meta sent it again: a plain duplicate
+    await app.router.on_webhook(_delivery(change, attempt=2))  # our own retry: maybe unannounced
+    state = await _state(store, customer)
+    assert state.mode is Mode.PAUSED and state.version == 1  # decided once
+
+    async def received() -> list[MessageReceived]:
+        found = [
+            MessageReceived.model_validate_json(d.body)
+            for d in announced
+            if d.type == MessageReceived.TYPE
+        ]
+        return [e for e in found if e.conversation_id == state.conversation_id]
+
+    # Events of one publisher arrive in order: once the retry's is here, a plain duplicate's
+    # (published before it) would be too.
+    events = await eventually(lambda: _at_least(received, 2), what="the retry announced")
+    assert [(e.author, e.mode) for e in events] == [(Author.APP, Mode.PAUSED)] * 2
+
+
 async def test_an_echo_of_our_own_send_is_no_takeover(app: RouterApp, store: PostgresStore) -> None:
     customer = unique("55")
     conversation = await store.conversation(NUMBER, customer)

@@ -43,7 +43,7 @@ def test_production_accepts_real_secrets() -> None:
 def test_from_env_parses_like_the_services_do() -> None:
     settings = Settings.from_env({"BATON_INGEST_PORT": "9999", "BATON_LLM_BASE_URL": "http://llm"})
     assert settings.ingest_port == 9999
-    assert settings.llm_configured
+    assert settings.llm_base_url == "http://llm"
 
 
 def test_numbers_file_overrides_and_defaults(tmp_path: Path) -> None:
