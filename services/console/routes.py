@@ -201,10 +201,14 @@ async def _apply(
     precondition: Precondition,
     conflict: tuple[ConflictReason, str],
     *,
+    loaded: ConversationState,
     count_success: bool = True,
 ) -> Decision:
     try:
-        decision = await console.conversations.apply(cid, event, precondition=precondition)
+        # `loaded` is the state the route just read for its scope check: no second load.
+        decision = await console.conversations.apply(
+            cid, event, precondition=precondition, loaded=loaded
+        )
     except UnknownConversation as exc:
         raise _not_found() from exc
     except PreconditionFailed as exc:
@@ -226,9 +230,9 @@ async def _take_or_release(
     console: Console, agent: Principal, cid: ConversationId, action: str, event: Event
 ) -> HandoffState:
     """Takeover and release alike: any agent may, unless another agent holds the conversation."""
-    await _state(console, agent, cid)
+    state = await _state(console, agent, cid)
     decision = await _apply(
-        console, action, cid, event, not_held_by_other(agent.id), _HELD_BY_OTHER
+        console, action, cid, event, not_held_by_other(agent.id), _HELD_BY_OTHER, loaded=state
     )
     log.info(f"console.{action}", conversation_id=cid, changed=decision.changed)
     return HandoffState.of(decision.state, decision)
@@ -294,6 +298,7 @@ async def send_message(
             AgentSent(agent_id=principal.id),
             held_by(principal.id),
             (ConflictReason.NOT_HOLDER, "take the conversation over before writing in it"),
+            loaded=state,
             count_success=False,  # counted once the outbox has the message
         )
         state = decision.state
