@@ -30,7 +30,6 @@ from services.bot.types import Handoff, Reply, Turn
 
 log = structlog.get_logger()
 
-HISTORY_TURNS = 20
 # How the router stores an owner command echo: control, never conversation.
 COMMAND_TYPE = "command"
 
@@ -43,6 +42,14 @@ class Bot:
         self._broker = broker
         self._llm = llm
         self._numbers = numbers
+        self._policies: dict[str, BotPolicy] = {}  # settings are fixed for the process's life
+
+    def _policy(self, phone_number_id: str) -> BotPolicy:
+        policy = self._policies.get(phone_number_id)
+        if policy is None:
+            policy = BotPolicy.for_number(self._numbers.get(phone_number_id))
+            self._policies[phone_number_id] = policy
+        return policy
 
     async def on_request(self, delivery: Delivery) -> None:
         if delivery.type != AskBot.TYPE:
@@ -58,8 +65,12 @@ class Bot:
         if state is not None and not is_bot_reply_current(state, request.request_id, request.epoch):
             log.info("bot.request_stale", epoch=request.epoch, current_epoch=state.epoch)
             return
-        policy = BotPolicy.for_number(self._numbers.get(request.phone_number_id))
-        stored = await self._store.recent_messages(request.conversation_id, limit=HISTORY_TURNS)
+        policy = self._policy(request.phone_number_id)
+        # The burst itself is among the newest rows (the prompt takes it apart), so fetch that
+        # many more than the prompt's depth of earlier turns.
+        stored = await self._store.recent_messages(
+            request.conversation_id, limit=policy.history_turns + len(request.messages)
+        )
         history = [
             Turn(author=m.author, text=m.body, at=m.sent_at, wamid=m.wamid)
             for m in stored
