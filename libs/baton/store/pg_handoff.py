@@ -211,14 +211,6 @@ class PostgresHandoffStore:
         async with self._pool.acquire() as conn:
             await _mark_routed(conn, phone_number_id, wamids)
 
-    async def message_routed(self, phone_number_id: PhoneNumberId, wamid: Wamid) -> bool:
-        routed = await self._pool.fetchval(
-            "SELECT routed_at IS NOT NULL FROM messages WHERE phone_number_id = $1 AND wamid = $2",
-            phone_number_id,
-            wamid,
-        )
-        return bool(routed)
-
     async def record_echo(self, echo: NewEcho) -> tuple[Conversation, EchoOutcome]:
         async with self._pool.acquire() as conn, conn.transaction():
             conversation = await _get_or_create(conn, echo.phone_number_id, echo.wa_id)

@@ -244,13 +244,10 @@ class Store(Protocol):
         """Remember that these messages went through the state machine (no state change)."""
         ...
 
-    async def message_routed(self, phone_number_id: PhoneNumberId, wamid: Wamid) -> bool:
-        """Whether this stored message already went through the state machine."""
-        ...
-
     async def record_inbound_for_routing(self, message: NewInbound) -> StoredInbound:
-        """`record_inbound`, `message_routed` and `load_conversation_state` together (one
-        round trip unless the conversation must be created or renamed first)."""
+        """Store a live customer message once by wamid and read, with it, its conversation's
+        state and whether it already went through the state machine (one round trip unless
+        the conversation must be created or renamed first)."""
         ...
 
     async def record_echo(self, echo: NewEcho) -> tuple[Conversation, EchoOutcome]:

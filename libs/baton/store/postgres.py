@@ -18,7 +18,6 @@ from baton.store._pg import (
     Connection,
     to_conversation,
     to_stored_message,
-    touch_conversation,
 )
 from baton.store.handoff_records import StoredInbound
 from baton.store.pg_console import PostgresConsoleStore
@@ -176,31 +175,12 @@ class PostgresStore(
         return to_conversation(row)
 
     async def record_inbound(self, message: NewInbound) -> tuple[Conversation, bool]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            conversation = await self._upsert_conversation(
-                conn, message.phone_number_id, message.wa_id, message.customer_name
-            )
-            inserted = await conn.fetchval(
-                "INSERT INTO messages (conversation_id, phone_number_id, wamid, direction, author,"
-                " type, body, payload, sent_at)"
-                " VALUES ($1, $2, $3, 'in', 'customer', $4, $5, $6, $7)"
-                " ON CONFLICT (phone_number_id, wamid) DO NOTHING RETURNING id",
-                conversation.id,
-                message.phone_number_id,
-                message.wamid,
-                message.type,
-                message.body,
-                message.payload,
-                message.sent_at,
-            )
-            if inserted is None:
-                return conversation, False
-            await touch_conversation(conn, conversation.id, message.sent_at)
-            return conversation, True
+        stored = await self.record_inbound_for_routing(message)
+        return stored.conversation, stored.stored_now
 
     async def record_inbound_for_routing(self, message: NewInbound) -> StoredInbound:
         name = message.customer_name or None  # as `_upsert_conversation`: "" is no name
-        args = (
+        args = [
             message.phone_number_id,
             message.wa_id,
             name,
@@ -209,36 +189,21 @@ class PostgresStore(
             message.body,
             message.payload,
             message.sent_at,
-        )
+        ]
         row = await self._pool.fetchrow(_INBOUND_WITH_STATE, *args)
         if row is None:
-            # A customer's first message, or a new name: create or rename the conversation
-            # (idempotent, like `record_inbound`'s upsert), then the same statement again.
-            await self._pool.execute(
-                "INSERT INTO conversations (phone_number_id, wa_id, customer_name)"
-                " VALUES ($1, $2, $3) ON CONFLICT (phone_number_id, wa_id) DO UPDATE"
-                " SET customer_name = COALESCE(EXCLUDED.customer_name, conversations.customer_name)",
-                message.phone_number_id,
-                message.wa_id,
-                name,
-            )
+            # A customer's first message, or a new name: create or rename the conversation,
+            # then the same statement again, asking for no name (the row now exists).
+            async with self._pool.acquire() as conn:
+                await self._upsert_conversation(conn, message.phone_number_id, message.wa_id, name)
+            args[2] = None
             row = await self._pool.fetchrow(_INBOUND_WITH_STATE, *args)
-        if row is not None:
-            return StoredInbound(
-                conversation=to_conversation(row),
-                stored_now=row["stored_now"],
-                routed=bool(row["routed"]),
-                state=state_of(row),
-            )
-        # Renamed again in between (two names at once): the general path, then the state.
-        conversation, stored_now = await self.record_inbound(message)
-        state = await self.load_conversation_state(conversation.id)
-        assert state is not None  # conversations are never deleted
-        routed = not stored_now and await self.message_routed(
-            message.phone_number_id, message.wamid
-        )
+            assert row is not None  # conversations are never deleted
         return StoredInbound(
-            conversation=conversation, stored_now=stored_now, routed=routed, state=state
+            conversation=to_conversation(row),
+            stored_now=row["stored_now"],
+            routed=bool(row["routed"]),
+            state=state_of(row),
         )
 
     async def recent_messages(
