@@ -13,7 +13,6 @@ from baton.broker.topology import HISTORY_WEBHOOKS
 from baton.service import serve_consumers
 from baton.settings import Settings
 from baton.store import open_store
-from baton.types import PhoneNumberId
 from baton.whatsapp import GraphClient
 from services.history.driver import DriverSettings, SyncDriver
 from services.history.handlers import History
@@ -32,18 +31,6 @@ def driver_settings(settings: Settings) -> DriverSettings:
             cap_seconds=settings.history_sync_retry_cap_seconds,
         ),
     )
-
-
-def graph_client(settings: Settings) -> GraphClient:
-    """A Graph API client using each number's own token when it has one."""
-    numbers = settings.numbers()
-    default = settings.access_token.get_secret_value()
-
-    def token(phone_number_id: PhoneNumberId) -> str:
-        own = numbers.get(phone_number_id).access_token
-        return own.get_secret_value() if own is not None else default
-
-    return GraphClient(settings.graph_api_url, token, timeout=settings.graph_timeout_seconds)
 
 
 # A history chunk parses into tens of thousands of short-lived, acyclic dicts and lists; with
@@ -65,7 +52,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     store = await open_store(settings.store_url)
     broker = Broker(settings.amqp_url, name="history")
     await broker.connect()
-    graph = graph_client(settings)
+    graph = GraphClient.from_settings(settings)
     history = History(store, batch_size=settings.history_batch_size)
     driver = SyncDriver(store, graph, driver_settings(settings))
 

@@ -30,7 +30,8 @@ from baton.store.history_records import (
     SyncStatus,
     SyncType,
 )
-from services.history.app import driver_settings, graph_client
+from baton.whatsapp.client import GraphClient
+from services.history.app import driver_settings
 from services.history.driver import SyncDriver
 
 
@@ -84,7 +85,7 @@ async def _command(args: argparse.Namespace, settings: Settings, store: Store) -
         if not created:
             sys.stderr.write("already onboarded: nothing requested again\n")
         elif not args.no_request:
-            async with graph_client(settings) as graph:
+            async with GraphClient.from_settings(settings) as graph:
                 await SyncDriver(store, graph, driver_settings(settings)).tick(args.phone_number_id)
             await _settled(store, args.phone_number_id, settings)
     elif args.command == "resolve":

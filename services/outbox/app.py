@@ -20,16 +20,10 @@ _ABANDON_MARGIN_SECONDS = 5.0
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
     numbers = settings.numbers()
-    default_token = settings.access_token.get_secret_value()
-
-    def token_for(phone_number_id: str) -> str:
-        own = numbers.get(phone_number_id).access_token
-        return own.get_secret_value() if own is not None else default_token
-
     store = await open_store(settings.store_url)
     broker = Broker(settings.amqp_url, name="outbox")
     await broker.connect()
-    graph = GraphClient(settings.graph_api_url, token_for, timeout=settings.graph_timeout_seconds)
+    graph = GraphClient.from_settings(settings)
     outbox = Outbox(
         store,
         broker,

@@ -9,6 +9,7 @@ from typing import Literal, Self, TypeAlias, TypeVar
 import httpx
 from pydantic import ValidationError
 
+from baton.settings import Settings
 from baton.types import JSON, PhoneNumberId, WaId, Wamid
 from baton.whatsapp._base import WaModel
 from baton.whatsapp.errors import GraphApiError, GraphTransportError
@@ -74,6 +75,18 @@ class GraphClient:
         self._timeout = httpx.Timeout(timeout)
         self._owns_client = client is None
         self._http = client if client is not None else httpx.AsyncClient(timeout=self._timeout)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """The configured client: each number's own token when it has one, else the default."""
+        numbers = settings.numbers()
+        default = settings.access_token.get_secret_value()
+
+        def token(phone_number_id: PhoneNumberId) -> str:
+            own = numbers.get(phone_number_id).access_token
+            return own.get_secret_value() if own is not None else default
+
+        return cls(settings.graph_api_url, token, timeout=settings.graph_timeout_seconds)
 
     async def send_text(
         self,
