@@ -177,14 +177,7 @@ class OutboxRuntime:
         await self._declare(phone_number_id)
         await self._store.register_outbox_number(phone_number_id)
         self._know(phone_number_id)
-        event = OutboxNumberAnnounced(phone_number_id=phone_number_id)
-        await self._broker.publish_raw(
-            EVENTS,
-            event.TYPE,
-            event.model_dump_json().encode(),
-            type=event.TYPE,
-            mandatory=False,
-        )
+        await self._broker.publish_event(OutboxNumberAnnounced(phone_number_id=phone_number_id))
 
     async def _refresh_numbers(self) -> None:
         for phone_number_id in await self._store.outbox_numbers():

@@ -135,6 +135,7 @@ class Broker:
         *,
         correlation_id: str | None = None,
         timeout: float = 5.0,
+        mandatory: bool = True,
     ) -> None:
         """Publish a persistent message and return only once the broker confirmed it."""
         await self.publish_raw(
@@ -145,6 +146,7 @@ class Broker:
             version=message.VERSION,
             correlation_id=correlation_id,
             timeout=timeout,
+            mandatory=mandatory,
         )
 
     async def publish_command(self, command: Message, *, correlation_id: str | None = None) -> None:
@@ -153,14 +155,8 @@ class Broker:
 
     async def publish_event(self, event: Message, *, correlation_id: str | None = None) -> None:
         """Publish an event; routed by its TYPE, and fine if nobody listens yet."""
-        await self.publish_raw(
-            EVENTS,
-            event.TYPE,
-            event.model_dump_json().encode(),
-            type=event.TYPE,
-            version=event.VERSION,
-            correlation_id=correlation_id,
-            mandatory=False,
+        await self.publish(
+            EVENTS, event.TYPE, event, correlation_id=correlation_id, mandatory=False
         )
 
     async def publish_raw(
