@@ -7,13 +7,12 @@ Dead-lettered messages carry the same `x-baton-*` headers as every other consume
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import ChannelInvalidStateError
 
 from baton.broker import DLX, Broker
+from baton.broker.consumer import dead_letter_headers
 
 log = structlog.get_logger()
 
@@ -44,15 +43,12 @@ class Settler:
     ) -> bool:
         """Park the message in `<queue>.dlq` with the reason (confirmed), then ack it."""
         log.error("outbox.dead_lettered", queue=queue, reason=reason, attempts=attempts)
-        headers = dict(message.headers or {})
-        headers.update(
-            {
-                "x-baton-error": reason[:1000],
-                "x-baton-attempts": attempts,
-                "x-baton-queue": queue,
-                "x-baton-routing-key": message.routing_key or "",
-                "x-baton-failed-at": datetime.now(UTC).isoformat(),
-            }
+        headers = dead_letter_headers(
+            message.headers or {},
+            reason=reason,
+            attempts=attempts,
+            queue=queue,
+            routing_key=message.routing_key or "",
         )
         try:
             await self._broker.publish_raw(

@@ -164,17 +164,30 @@ class Consumer:
             correlation_id=message.correlation_id,
             type=message.type,
             timestamp=message.timestamp,
-            headers={
-                **delivery.headers,
-                "x-baton-error": reason[:1000],
-                "x-baton-attempts": delivery.attempt,
-                "x-baton-queue": self.queue_name,
-                "x-baton-routing-key": delivery.routing_key,
-                "x-baton-failed-at": datetime.now(UTC).isoformat(),
-            },
+            headers=dead_letter_headers(
+                delivery.headers,
+                reason=reason,
+                attempts=delivery.attempt,
+                queue=self.queue_name,
+                routing_key=delivery.routing_key,
+            ),
         )
         await self._dead_letters.publish(parked, routing_key=self.queue_name, mandatory=True)
         await message.ack()
+
+
+def dead_letter_headers(
+    headers: Mapping[str, Any], *, reason: str, attempts: int, queue: str, routing_key: str
+) -> dict[str, Any]:
+    """A parked message's headers: its own, plus why, after how many attempts, from where."""
+    return {
+        **headers,
+        "x-baton-error": reason[:1000],
+        "x-baton-attempts": attempts,
+        "x-baton-queue": queue,
+        "x-baton-routing-key": routing_key,
+        "x-baton-failed-at": datetime.now(UTC).isoformat(),
+    }
 
 
 def _reason(exc: BaseException) -> str:
