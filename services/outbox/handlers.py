@@ -148,7 +148,6 @@ class Outbox:
             log.warning("outbox.store_unavailable", error=repr(exc))
             return Retry(ErrorClass.TRANSIENT, None, f"before the call: {exc!r}", None)
         if claim.status in (ClaimStatus.SENT, ClaimStatus.FAILED):
-            metrics.SENDS.labels(author=send.author, outcome="duplicate").inc()
             return Skipped("duplicate")
         if claim.status is ClaimStatus.BUSY:
             return Busy(claim.busy_seconds)
@@ -170,7 +169,6 @@ class Outbox:
             log.warning("outbox.store_unavailable", error=repr(exc))
             await self.abandon(send)
             return Retry(ErrorClass.TRANSIENT, None, f"before the call: {exc!r}", None)
-        metrics.SENDS.labels(author=send.author, outcome="failed").inc()
         log.warning(
             "outbox.send_refused_offboarded",
             phone_number_id=send.phone_number_id,
@@ -209,7 +207,6 @@ class Outbox:
             return await self._failed_call(send, exc, self._call_since(started))
         call = self._call_since(started)
         await self._record_sent(send, result.wamid)
-        metrics.SENDS.labels(author=send.author, outcome="sent").inc()
         log.info("outbox.sent", wamid=result.wamid, author=send.author)
         await self._announce(
             MessageSent(
@@ -237,7 +234,6 @@ class Outbox:
                     send.idempotency_key, error_code=code, reason=str(exc)
                 ),
             )
-            metrics.SENDS.labels(author=send.author, outcome="failed").inc()
             log.error("outbox.send_failed", code=code, error_class=exc.error_class)
             await self._announce_failed(send, code, str(exc))
             return Failed(code, call)
@@ -256,7 +252,6 @@ class Outbox:
                 send.idempotency_key, error_code=code, reason=reason
             ),
         )
-        metrics.SENDS.labels(author=send.author, outcome="dead_lettered").inc()
         await self._announce_failed(send, code, f"dead-lettered: {reason}")
 
     async def _announce_failed(self, send: SendText, code: int | None, reason: str) -> None:
@@ -296,7 +291,6 @@ class Outbox:
 
     async def _fenced(self, send: SendText, reason: str) -> None:
         metrics.FENCED.labels(reason=reason).inc()
-        metrics.SENDS.labels(author=send.author, outcome="fenced").inc()
         log.info("outbox.reply_fenced", reason=reason, reply_epoch=send.epoch)
         await self._announce(
             ReplyFenced(

@@ -8,10 +8,12 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# Business numbers are few per deployment, so they are a bounded label; customers never are.
 SENDS = Counter(
     "baton_outbox_sends_total",
-    "Send requests by author and outcome (sent, failed, fenced, duplicate, dead_lettered).",
-    ["author", "outcome"],
+    "Send requests by author, business number and outcome (sent, failed, fenced, duplicate,"
+    " offboarded, dead_lettered), counted when the number's sender settles them.",
+    ["author", "phone_number_id", "outcome"],
 )
 GRAPH_ERRORS = Counter(
     "baton_outbox_graph_errors_total",
@@ -47,12 +49,6 @@ NUMBERS = Gauge(
     "baton_outbox_numbers",
     "Business numbers this replica is subscribed to, by state (active sender or standby).",
     ["state"],
-)
-NUMBER_SENDS = Counter(
-    "baton_outbox_number_sends_total",
-    "Send requests by business number and outcome (sent, failed, fenced, duplicate, "
-    "dead_lettered).",
-    ["phone_number_id", "outcome"],
 )
 HELD = Gauge(
     "baton_outbox_held_sends",

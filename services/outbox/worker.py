@@ -57,7 +57,7 @@ _PRUNE_SECONDS = 60.0  # how often refilled pair buckets of idle customers are f
 
 
 def _outcome(result: Attempt) -> str | None:
-    """A finished send's outcome as `baton_outbox_number_sends_total` counts it."""
+    """A finished send's outcome as `baton_outbox_sends_total` counts it."""
     match result:
         case Sent():
             return "sent"
@@ -307,7 +307,7 @@ class NumberWorker:
                 staged = False
             # Counted even if the number was lost meanwhile: the send happened all the same.
             if (outcome := _outcome(result)) is not None:
-                self._count(outcome)
+                self._count(item, outcome)
             if generation == self._generation:
                 await self._conclude(item, result, self._clock())
         finally:
@@ -382,7 +382,7 @@ class NumberWorker:
             reason = f"{plan.reason}: {result.reason}"
             self._lanes.finish(item, now, done=True)
             await self._outbox.give_up(item.send, code=result.code, reason=reason)
-            self._count("dead_lettered")
+            self._count(item, "dead_lettered")
             await self._settler.dead_letter(
                 item.handle, queue=self.queue_name, reason=reason, attempts=item.errors
             )
@@ -405,8 +405,10 @@ class NumberWorker:
 
     # --- observation ------------------------------------------------------------------
 
-    def _count(self, outcome: str) -> None:
-        metrics.NUMBER_SENDS.labels(phone_number_id=self.phone_number_id, outcome=outcome).inc()
+    def _count(self, item: Item, outcome: str) -> None:
+        metrics.SENDS.labels(
+            author=item.send.author, phone_number_id=self.phone_number_id, outcome=outcome
+        ).inc()
 
     def snapshot(self) -> dict[str, Any]:
         """This number as `/outbox/numbers` shows it."""

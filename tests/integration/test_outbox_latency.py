@@ -89,7 +89,9 @@ async def test_with_latency_a_slot_is_reused_only_after_metas_answer(
     customers = [customer_id(i) for i in range(20)]
     ids = await conversations(store, pnid, customers)
     sends = [request(pnid, customers[i % 20], ids[customers[i % 20]], f"m #{i}") for i in range(60)]
-    sent_before = _sample("baton_outbox_number_sends_total", phone_number_id=pnid, outcome="sent")
+    sent_before = _sample(
+        "baton_outbox_sends_total", author="system", phone_number_id=pnid, outcome="sent"
+    )
     assert sent_before is None  # a fresh number has no series yet
     async with running_outbox(amqp_url, pg_url, slow_sim.base_url, coexistence(pnid)) as runtime:
         await publish(broker, sends)  # a backlog: the window is saturated
@@ -105,7 +107,10 @@ async def test_with_latency_a_slot_is_reused_only_after_metas_answer(
     # Any 19 consecutive calls hold two on one slot: a second plus the answer's latency apart.
     gaps = [at[i + RATE] - at[i] for i in range(len(at) - RATE)]
     assert min(gaps) >= 1.0 + LATENCY
-    assert _sample("baton_outbox_number_sends_total", phone_number_id=pnid, outcome="sent") == 60
+    assert (
+        _sample("baton_outbox_sends_total", author="system", phone_number_id=pnid, outcome="sent")
+        == 60
+    )
     # Let go (the replica stopped): no stale per-number gauges left behind.
     assert _sample("baton_outbox_held_sends", phone_number_id=pnid) is None
     assert _sample("baton_outbox_free_send_slots", phone_number_id=pnid) is None
