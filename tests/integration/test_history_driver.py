@@ -244,9 +244,11 @@ async def test_an_attempt_whose_process_died_becomes_unclear(
 async def test_an_offboarded_number_is_never_requested(
     store: PostgresStore, sim: Simulator, graph: GraphClient, clock: Clock
 ) -> None:
-    pnid = await _onboard(store, sim, clock)
+    pnid, connected = await _onboard(store, sim, clock), await _onboard(store, sim, clock)
     await store.disable_number(
         phone_number_id=pnid, display_phone_number=None, reason="PARTNER_REMOVED", now=clock()
     )
     await _driver(store, graph, clock).tick()
     assert _requests(sim, pnid) == []
+    # The same tick did send for a number still connected: the silence above is the rule's.
+    assert [t for t, _ in _requests(sim, connected)] == ["smb_app_state_sync", "history"]
