@@ -1,4 +1,8 @@
-"""structlog configured once per process: JSON lines unless on a terminal."""
+"""structlog configured once per process: JSON lines unless on a terminal.
+
+The standard library's loggers (uvicorn, aio-pika, asyncpg, httpx) go through the same
+processors and renderer via `ProcessorFormatter`, so every line a service prints has one shape.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ import logging
 import sys
 
 import structlog
+
+# Libraries' chatter stays at warning; our own events are structlog's.
+_QUIET_LIBRARIES = ("aio_pika", "aiormq", "asyncpg", "uvicorn.access", "httpx", "httpcore")
 
 
 def configure_logging(service: str, *, level: str = "INFO", json: bool | None = None) -> None:
@@ -30,9 +37,21 @@ def configure_logging(service: str, *, level: str = "INFO", json: bool | None = 
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(name)s %(message)s")
-    # Libraries' chatter stays at warning; our own events are structlog's.
-    for noisy in ("aio_pika", "aiormq", "uvicorn.access", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    for name in _QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
