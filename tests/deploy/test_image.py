@@ -124,7 +124,7 @@ def test_dependencies_install_from_the_constraints_file(
         assert "-c constraints.txt" in run, run
 
 
-def test_constraints_pin_every_runtime_dependency_within_its_range() -> None:
+def test_constraints_pin_every_declared_dependency_within_its_range() -> None:
     pins: dict[str, str] = {}
     for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines():
         if not line or line.startswith("#"):
@@ -134,13 +134,23 @@ def test_constraints_pin_every_runtime_dependency_within_its_range() -> None:
         pins[_canonical(match[1])] = match[2]
     assert "baton" not in pins, "the project itself is not a constraint"
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for spec in project["dependencies"]:
+    declared = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    for spec in declared:
         requirement = Requirement(spec)
         name = _canonical(requirement.name)
         assert name in pins, f"{name} is not pinned: run deploy/freeze-constraints.sh"
         assert requirement.specifier.contains(pins[name], prereleases=True), (
             f"{name}=={pins[name]} is outside {requirement.specifier}"
         )
+
+
+def test_setup_installs_development_packages_under_the_same_pins() -> None:
+    setup = (ROOT / "scripts" / "setup").read_text(encoding="utf-8")
+    installs = [line for line in setup.splitlines() if "pip install" in line and "-e" in line]
+    assert installs, "scripts/setup installs the project"
+    for line in installs:
+        assert "-c constraints.txt" in line, line
+    assert "constraints.txt | sha256sum" in setup, "a changed lock reinstalls the venv"
 
 
 def _canonical(name: str) -> str:
