@@ -165,6 +165,6 @@ class Intake:
                     return False  # unsettled: the broker gives it back
                 await asyncio.sleep(delay)
                 delay = min(_RETRY_CAP_SECONDS, delay * 2)
-        await self._settler.ack(message)
+        await self._settler.ack(message, queue=OUTBOX_INTAKE.name)
         metrics.FORWARDED.labels(outcome="forwarded").inc()
         return True

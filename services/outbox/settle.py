@@ -2,7 +2,8 @@
 
 The outbox consumes its queues itself (not through `baton.service`): per-conversation order
 and exact pacing need in-order intake and in-process retries, never a nack that requeues.
-Dead-lettered messages carry the same `x-baton-*` headers as every other consumer's.
+Dead-lettered messages carry the same `x-baton-*` headers as every other consumer's, and every
+settlement is counted in the same `baton_consumer_messages_total` as theirs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from aio_pika.exceptions import ChannelInvalidStateError
 
+from baton import metrics
 from baton.broker import DLX, Broker
 from baton.broker.consumer import dead_letter_headers
 
@@ -29,8 +31,16 @@ class Settler:
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
 
-    async def ack(self, message: AbstractIncomingMessage) -> bool:
+    async def ack(
+        self, message: AbstractIncomingMessage, *, queue: str, outcome: str = "processed"
+    ) -> bool:
         """Ack; False when the channel is gone (the broker redelivers, idempotency absorbs it)."""
+        if not await self._ack(message):
+            return False
+        metrics.CONSUMED.labels(queue=queue, outcome=outcome).inc()
+        return True
+
+    async def _ack(self, message: AbstractIncomingMessage) -> bool:
         try:
             await message.ack()
         except Exception as exc:
@@ -64,4 +74,7 @@ class Settler:
             # Not acked: the broker gives it back later rather than it being lost.
             log.error("outbox.dead_letter_failed", queue=queue, error=repr(exc))
             return False
-        return await self.ack(message)
+        if not await self._ack(message):
+            return False
+        metrics.CONSUMED.labels(queue=queue, outcome="dead_lettered").inc()
+        return True

@@ -342,7 +342,12 @@ class NumberWorker:
                 if isinstance(result, Sent):
                     self._throughput_level = 0
                 self._lanes.finish(item, now, done=True)
-                await self._settler.ack(item.handle)
+                duplicate = isinstance(result, Skipped) and result.outcome == "duplicate"
+                await self._settler.ack(
+                    item.handle,
+                    queue=self.queue_name,
+                    outcome="duplicate" if duplicate else "processed",
+                )
                 if now - self._pruned_at >= _PRUNE_SECONDS:
                     # A customer's bucket is dropped when it finishes full; one sent to lately
                     # and never again would otherwise stay for the life of the process.
