@@ -85,6 +85,16 @@ class RequestHandoff(Message):
 # --- anyone -> outbox ----------------------------------------------------------------
 
 
+class Template(BaseModel):
+    """An approved WhatsApp message template: the only thing that may leave outside the 24 h
+    customer-service window (workflow, issue 12). `parameters` fill the body's {{1}}, {{2}} …"""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(min_length=1, max_length=512)
+    language: str = Field(default="pt_BR", min_length=2, max_length=15)
+    parameters: tuple[str, ...] = ()
+
+
 class SendText(Message):
     """Send a text to a customer. Bot-authored sends are fenced on (mode=bot, epoch)."""
 
@@ -99,6 +109,7 @@ class SendText(Message):
     agent_id: str | None = None
     reply_to: Wamid | None = None
     request_id: str | None = None  # the AskBot this answers, for tracing
+    template: Template | None = None  # set: send this template (body is its preview text)
 
 
 # --- events (outbox/router -> whoever listens: console SSE, metrics) ---------------------
@@ -178,6 +189,7 @@ class AssigneeChanged(ConversationEvent):
     assignee: str | None
     previous: str | None = None
     actor: str | None = None
+    cause: str | None = None  # takeover, auto, transfer, offline (None: before issue 12)
 
 
 class CustomerWaiting(ConversationEvent):
@@ -219,6 +231,55 @@ class NoticeSkipped(ConversationEvent):
     reason: str  # disabled, customer_window_closed
 
 
+# --- workflow (issue 12): the human service's end, notes, presence, summaries ------------
+
+
+class ConversationResolved(ConversationEvent):
+    """An agent resolved the conversation: the human service ended, the bot holds it again."""
+
+    TYPE: ClassVar[str] = "event.conversation.resolved"
+    agent: str | None
+    outcome: str | None = None
+    epoch: int  # the epoch of the service that ended
+    started_at: datetime
+    first_response_at: datetime | None = None
+    first_response_seconds: int | None = None  # from the handoff to the first human answer
+    handling_seconds: int  # from the handoff to the resolve
+
+
+class NoteAdded(ConversationEvent):
+    """An agent wrote a private note: shown to agents, never sent to WhatsApp."""
+
+    TYPE: ClassVar[str] = "event.conversation.note_added"
+    note_id: int
+    agent: str
+    body: str
+
+
+class HandoffSummarized(ConversationEvent):
+    """The structured summary of a handoff (every handoff: bot, customer, owner, agent)."""
+
+    TYPE: ClassVar[str] = "event.conversation.handoff_summary"
+    epoch: int
+    reason: str | None = None
+    topics: tuple[str, ...] = ()
+    order_ids: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+    text: str = ""
+
+
+class AgentPresenceChanged(Message):
+    """An agent went online, away or offline (by hand, or by missing heartbeats)."""
+
+    TYPE: ClassVar[str] = "event.agent.presence_changed"
+    agent: str
+    status: str  # online, away, offline
+    previous: str | None = None
+    cause: str = "manual"  # manual, heartbeat_timeout
+    at: datetime
+
+
 # --- outbox (issue 4): coordination between outbox replicas -------------------------------
 
 
@@ -231,3 +292,20 @@ class OutboxNumberAnnounced(Message):
 
     TYPE: ClassVar[str] = "outbox.number_announced"
     phone_number_id: PhoneNumberId
+
+
+# --- mcp/audit (issue 14): what principals did through the console ------------------------
+
+
+class AgentActed(ConversationEvent):
+    """An agent or external bot acted on a conversation through the console's API or MCP."""
+
+    TYPE: ClassVar[str] = "event.conversation.agent_acted"
+    action: str  # takeover, release, send, note …
+    principal: str  # the agent's or bot's id
+    principal_kind: str  # agent | bot
+    via: str  # api | mcp
+    changed: bool  # False: the action found nothing to change
+    mode: Mode  # after the action
+    epoch: int
+    idempotency_key: str | None = None  # sends: the outbox's deduplication key

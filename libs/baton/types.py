@@ -24,6 +24,7 @@ class Author(StrEnum):
     HUMAN = "human"  # an agent through the console or Chatwoot
     APP = "app"  # the owner in the WhatsApp Business App (Coexistence echo)
     SYSTEM = "system"  # notices Baton sends on its own (takeover, busy, back-to-bot)
+    NOTE = "note"  # an agent's private note: stored and shown to agents, never sent
 
 
 class Direction(StrEnum):

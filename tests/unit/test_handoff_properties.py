@@ -13,7 +13,11 @@ closes) checks after every step:
   was asked, unless a human took over; none written to a human ever reaches the bot;
 - exactly the model's current request passes the outbox fence, and no other;
 - the timer effects, applied to a table, always equal `next_timers(state)`;
-- notices only inside the 24 h window; takeover and busy at most once per handoff.
+- notices only inside the 24 h window; takeover and busy at most once per handoff;
+- the workflow (issue 12): auto-assignment and transfers never give a full agent a
+  conversation, never change the mode or epoch and never message the customer; an agent
+  going offline leaves the queue with the customer's original wait; resolve always ends in
+  bot mode; the service's start and first response are blank in bot mode and ordered.
 """
 
 from __future__ import annotations
@@ -32,9 +36,14 @@ from hypothesis.stateful import (
 )
 
 from baton.handoff import (
+    AgentAssigned,
+    AgentEventKind,
     AgentReleased,
+    AgentResolved,
     AgentSent,
     AgentTookOver,
+    AgentTransferred,
+    AgentWentOffline,
     AskBot,
     BotReplied,
     BotRequestedHandoff,
@@ -45,6 +54,7 @@ from baton.handoff import (
     CustomerWrote,
     Decision,
     EchoReceived,
+    EmitEvent,
     Event,
     HistoryMessageImported,
     IgnoreReason,
@@ -75,7 +85,7 @@ POLICIES = st.builds(
 )
 STEPS = st.sampled_from([0, 0, 0.1, 0.3, 0.5, 0.9, 1, 2, 5, 60, 600, 900, 1800, 7200, 90000])
 CUSTOMER_TYPES = st.sampled_from(["text", "text", "image", "reaction", "unsupported"])
-ANSWERABLE = {"text", "image"}
+ANSWERABLE = {"text", "image", "unsupported"}  # unsupported: the bot says it cannot read it
 
 # The model's own reading of what the owner typed: content, resume, or pause for how long.
 CONTENT, RESUME = "content", "resume"
@@ -204,6 +214,67 @@ class HandoffMachine(RuleBasedStateMachine):
         else:
             assert decision.ignored is not None
 
+    @precondition(lambda self: self.humans)
+    @rule(
+        agent=st.sampled_from(["agent-1", "agent-2"]),
+        load=st.sampled_from([0, 1, 4, 5]),
+        capacity=st.sampled_from([1, 5]),
+    )
+    def auto_assignment(self, agent: str, load: int, capacity: int) -> None:
+        before = self.state
+        decision = self._decide(AgentAssigned(agent_id=agent, load=load, capacity=capacity))
+        self._check_assignment_only(before, decision)
+        if load >= capacity or before.mode is not Mode.HUMAN or before.assignee is not None:
+            assert decision.ignored is not None, "a full agent, or a held conversation, got it"
+        else:
+            assert self.state.assignee == agent
+
+    @precondition(lambda self: self.humans)
+    @rule(
+        frm=st.sampled_from(["agent-1", "agent-2"]),
+        to=st.sampled_from(["agent-1", "agent-2", None]),
+        full=st.booleans(),
+    )
+    def agent_transfers(self, frm: str, to: str | None, full: bool) -> None:
+        before = self.state
+        event = AgentTransferred(agent_id=frm, to=to, load=5 if full else 0, capacity=5)
+        decision = self._decide(event)
+        self._check_assignment_only(before, decision)
+        if before.mode is not Mode.HUMAN or to == before.assignee or (to is not None and full):
+            assert decision.ignored is not None
+        else:
+            assert self.state.assignee == to
+            if to is None:
+                assert self.state.waiting_since == (before.waiting_since or self.now)
+
+    @rule(agent=st.sampled_from(["agent-1", "agent-2"]))
+    def agent_goes_offline(self, agent: str) -> None:
+        before = self.state
+        decision = self._decide(AgentWentOffline(agent_id=agent))
+        self._check_assignment_only(before, decision)
+        if before.mode is Mode.HUMAN and before.assignee == agent:
+            assert self.state.assignee is None
+            assert self.state.waiting_since == (before.waiting_since or self.now)
+        else:
+            assert decision.ignored is not None
+
+    @rule(agent=st.sampled_from(["agent-1", "agent-2"]), outcome=st.sampled_from([None, "ok"]))
+    def agent_resolves(self, agent: str, outcome: str | None) -> None:
+        before = self.state
+        decision = self._decide(AgentResolved(agent_id=agent, outcome=outcome))
+        assert self.state.mode is Mode.BOT
+        resolved = [
+            e
+            for e in decision.effects
+            if isinstance(e, EmitEvent) and e.kind is AgentEventKind.RESOLVED
+        ]
+        assert len(resolved) == (0 if before.mode is Mode.BOT else 1)
+        for event in resolved:
+            handling = event.payload["handling_seconds"]
+            assert isinstance(handling, int) and handling >= 0
+            first = event.payload["first_response_seconds"]
+            assert first is None or (isinstance(first, int) and 0 <= first <= handling)
+
     @rule(replies=st.sampled_from([None, 0, 1]))
     def bot_turn(self, replies: int | None) -> None:
         """The sweeper flushes the burst when due, and the bot answers it (or is still busy)."""
@@ -257,6 +328,12 @@ class HandoffMachine(RuleBasedStateMachine):
             self.human_only.add(wamid)
             if type in ANSWERABLE and not in_bot_mode:
                 self.handled_through = max(self.handled_through or timestamp, timestamp)
+
+    def _check_assignment_only(self, before: ConversationState, decision: Decision) -> None:
+        """Assignments move the holder only: same mode, same epoch, nothing for the customer."""
+        assert decision.state.mode is before.mode and decision.state.epoch == before.epoch
+        assert not [e for e in decision.effects if isinstance(e, SendNotice | AskBot)]
+        assert not [e for e in decision.effects if isinstance(e, CancelBotRequest)]
 
     def _sweeper_fires(self, kind: TimerKind, jump: bool) -> None:
         due = timer_due(self.state, self.policy, kind)
@@ -366,7 +443,11 @@ class HandoffMachine(RuleBasedStateMachine):
                 assert self.busy_sent == 1
             else:
                 assert decision.state.mode is Mode.BOT
-                assert before.takeover_notice_sent
+                resolved = any(
+                    isinstance(e, EmitEvent) and e.kind is AgentEventKind.RESOLVED
+                    for e in decision.effects
+                )
+                assert before.takeover_notice_sent or resolved
 
     def _apply_timer_effects(self, decision: Decision) -> None:
         for effect in decision.effects:
@@ -393,6 +474,10 @@ class HandoffMachine(RuleBasedStateMachine):
         else:
             assert s.waiting_since is None and not s.takeover_notice_sent
             assert not s.ghost_fallback_done and s.handoff_reason is None
+            assert s.service_started_at is None and s.first_response_at is None
+        if s.mode is not Mode.BOT:
+            assert s.service_started_at is not None
+            assert s.first_response_at is None or s.first_response_at >= s.service_started_at
 
     @invariant()
     def at_most_one_request_in_flight(self) -> None:

@@ -29,9 +29,13 @@ from baton.handoff.effects import (
 )
 from baton.handoff.events import (
     NON_CONVERSATIONAL_TYPES,
+    AgentAssigned,
     AgentReleased,
+    AgentResolved,
     AgentSent,
     AgentTookOver,
+    AgentTransferred,
+    AgentWentOffline,
     BotReplied,
     BotRequestedHandoff,
     CustomerWrote,
@@ -58,6 +62,7 @@ from baton.handoff.notices import (
 )
 from baton.handoff.policy import Policy
 from baton.handoff.state import (
+    AD_CUSTOMER_WINDOW,
     CUSTOMER_WINDOW,
     ConversationState,
     PendingBotRequest,
@@ -67,13 +72,18 @@ from baton.handoff.state import (
 from baton.handoff.timers import Timer, TimerKind, next_timers, timer_due
 
 __all__ = [
+    "AD_CUSTOMER_WINDOW",
     "CUSTOMER_WINDOW",
     "DEFAULT_TEXTS",
     "NON_CONVERSATIONAL_TYPES",
+    "AgentAssigned",
     "AgentEventKind",
     "AgentReleased",
+    "AgentResolved",
     "AgentSent",
     "AgentTookOver",
+    "AgentTransferred",
+    "AgentWentOffline",
     "AskBot",
     "BotReplied",
     "BotRequestedHandoff",

@@ -25,9 +25,18 @@ Step = tuple[ConversationState, list[Effect]]
 
 
 def enter_bot(
-    state: ConversationState, now: datetime, policy: Policy, cause: Cause, actor: str | None = None
+    state: ConversationState,
+    now: datetime,
+    policy: Policy,
+    cause: Cause,
+    actor: str | None = None,
+    *,
+    announce: bool = False,
 ) -> Step:
-    """Give the conversation back to the bot; the handoff's bookkeeping ends."""
+    """Give the conversation back to the bot; the handoff's bookkeeping ends.
+
+    `announce`: send the back-to-bot notice even if no takeover was announced (resolve).
+    """
     new, effects = _switch(
         state,
         Mode.BOT,
@@ -39,9 +48,11 @@ def enter_bot(
         ghost_fallback_done=False,
         handoff_reason=None,
         handoff_summary=None,
+        service_started_at=None,
+        first_response_at=None,
     )
     # Only a customer who was told a human took over needs to hear the bot is back.
-    if state.takeover_notice_sent:
+    if state.takeover_notice_sent or announce:
         effects.append(notice(new, NoticeKind.BACK_TO_BOT, now, policy))
     return new, effects
 
@@ -69,6 +80,7 @@ def enter_human(
         actor,
         assignee=assignee,
         waiting_since=waiting_since,
+        service_started_at=state.service_started_at or now,
         **handoff,
     )
     # An agent who just wrote needs no announcement: their message is one.
@@ -91,7 +103,14 @@ def enter_paused(
     """The owner holds the conversation from the Business App until `until`."""
     # No takeover notice: the owner's own message already told the customer.
     return _switch(
-        state, Mode.PAUSED, now, cause, None, paused_until=until, waiting_since=waiting_since
+        state,
+        Mode.PAUSED,
+        now,
+        cause,
+        None,
+        paused_until=until,
+        waiting_since=waiting_since,
+        service_started_at=state.service_started_at or now,
     )
 
 
@@ -109,10 +128,15 @@ def notice(
     text = notice_text(policy, kind)
     if not text:
         return SkipNotice(kind=kind, reason=SkipReason.DISABLED)
-    if not customer_window_open(state, now):
-        return SkipNotice(kind=kind, reason=SkipReason.CUSTOMER_WINDOW_CLOSED)
     # Each notice kind is sent at most once per epoch, which makes this key unique.
     key = f"notice:{state.conversation_id}:{state.epoch}:{kind}"
+    if not customer_window_open(state, now):
+        # Past the window only an approved template may reach the customer.
+        if kind is NoticeKind.BUSY and policy.busy_template is not None:
+            return SendNotice(
+                kind=kind, text=text, idempotency_key=key, template=policy.busy_template
+            )
+        return SkipNotice(kind=kind, reason=SkipReason.CUSTOMER_WINDOW_CLOSED)
     return SendNotice(kind=kind, text=text, idempotency_key=key)
 
 

@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from baton.handoff.notices import NoticeKind
 from baton.handoff.timers import TimerKind
-from baton.messages import BurstMessage
+from baton.messages import BurstMessage, Template
 
 
 class Cause(StrEnum):
@@ -27,12 +27,14 @@ class Cause(StrEnum):
     OWNER_PAUSE = "owner_pause"  # `#pause <duration>`
     PAUSE_EXPIRED = "pause_expired"
     HUMAN_INACTIVE = "human_inactive"
+    RESOLVED = "resolved"  # an agent ended the human service
 
 
 class AgentEventKind(StrEnum):
     MODE_CHANGED = "mode_changed"
     ASSIGNEE_CHANGED = "assignee_changed"
     CUSTOMER_WAITING = "customer_waiting"  # a customer message while a human holds it
+    RESOLVED = "resolved"  # a human service ended: its times and outcome
 
 
 class SkipReason(StrEnum):
@@ -70,6 +72,7 @@ class SendNotice(BaseEffect):
     kind: NoticeKind
     text: str
     idempotency_key: str
+    template: Template | None = None  # outside the 24 h window: this template instead
 
 
 class SkipNotice(BaseEffect):
@@ -87,8 +90,10 @@ class EmitEvent(BaseEffect):
     """Tell agents (console SSE, Chatwoot) what happened.
 
     Payload keys: mode_changed -> from, to, epoch, cause, actor, assignee, reason, summary,
-    paused_until; assignee_changed -> assignee, previous, actor;
-    customer_waiting -> wamid, mode, assignee, waiting_since.
+    paused_until; assignee_changed -> assignee, previous, actor, cause (takeover, auto,
+    transfer, offline); customer_waiting -> wamid, mode, assignee, waiting_since;
+    resolved -> agent, outcome, started_at, first_response_at, first_response_seconds,
+    handling_seconds, epoch (the epoch of the service that ended).
     """
 
     kind: AgentEventKind

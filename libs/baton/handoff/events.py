@@ -13,8 +13,10 @@ from baton.types import Wamid
 
 # Message types that are not conversation. From the customer they count as traffic (and
 # keep the 24 h window open) but never reach the bot nor leave anyone waiting for a human;
-# from the owner's phone they are not a takeover. `request_welcome` and `edit` are answerable.
-NON_CONVERSATIONAL_TYPES = frozenset({"reaction", "revoke", "system", "unsupported"})
+# from the owner's phone they are not a takeover. `request_welcome` and `edit` are answerable,
+# and so is `unsupported` (a poll, a view-once photo…): the customer said something we cannot
+# read, and the bot tells them so in their language rather than leave them unanswered.
+NON_CONVERSATIONAL_TYPES = frozenset({"reaction", "revoke", "system"})
 
 
 def is_conversational(message_type: str) -> bool:
@@ -33,6 +35,7 @@ class CustomerWrote(BaseEvent):
     timestamp: AwareDatetime  # WhatsApp's timestamp, not arrival time
     type: str = "text"
     text: str = ""  # body, caption or a short "[image]"-style rendering
+    from_ad: bool = False  # a click-to-WhatsApp ad referral: the window opens for 72 h
 
 
 class EchoReceived(BaseEvent):
@@ -58,9 +61,14 @@ class HistoryMessageImported(BaseEvent):
 
 
 class AgentTookOver(BaseEvent):
-    """An agent took the conversation (console / Chatwoot)."""
+    """An agent took the conversation (console / Chatwoot).
+
+    With `load` and `capacity` (how many the agent holds, of how many), a full agent is refused.
+    """
 
     agent_id: str
+    load: int | None = None
+    capacity: int | None = None
 
 
 class AgentReleased(BaseEvent):
@@ -74,6 +82,40 @@ class AgentSent(BaseEvent):
 
     agent_id: str
     wamid: Wamid | None = None
+
+
+class AgentAssigned(BaseEvent):
+    """Auto-assignment offers a queued conversation to an agent with this many held of `capacity`.
+
+    The shell picks the agent (`baton.handoff.assignment.pick_agent`) under the store's
+    assignment lock; `decide` still refuses it if the agent is full or someone holds it.
+    """
+
+    agent_id: str
+    load: int  # conversations the agent holds now
+    capacity: int
+
+
+class AgentTransferred(BaseEvent):
+    """The holder (or an admin) `agent_id` hands the conversation to `to`; None: the queue."""
+
+    agent_id: str
+    to: str | None
+    load: int | None = None  # held by `to` now, of `capacity`: a full agent is refused
+    capacity: int | None = None
+
+
+class AgentWentOffline(BaseEvent):
+    """The agent went offline (or missed heartbeats): what they hold goes back to the queue."""
+
+    agent_id: str
+
+
+class AgentResolved(BaseEvent):
+    """The agent ended the human service: back to the bot, with the outcome recorded."""
+
+    agent_id: str
+    outcome: str | None = None
 
 
 class BotRequestedHandoff(BaseEvent):
@@ -109,4 +151,8 @@ Event = (
     | BotRequestedHandoff
     | BotReplied
     | TimerFired
+    | AgentAssigned
+    | AgentTransferred
+    | AgentWentOffline
+    | AgentResolved
 )

@@ -22,10 +22,17 @@ Every mode change bumps the epoch (the fence outbox checks bot replies against).
 | timer pause expiry             | -                         | -                    | -> bot            |
 | timer human inactivity         | -                         | -> bot (notice)      | -                 |
 | timer ghost fallback           | -                         | one busy notice per handoff (24 h window) |
+| AgentAssigned (auto, has room) | -                         | queued: assign       | -                 |
+| AgentTransferred               | -                         | reassign, or queue   | -                 |
+| AgentWentOffline               | -                         | holder: back to queue| -                 |
+| AgentResolved                  | -                         | -> bot (notice)      | -> bot (notice)   |
 
 Notices: takeover when a human is announced (agent takeover, bot handoff); back-to-bot only
-if the customer was told of a takeover; every notice is skipped, with a reason, when
-disabled or outside the 24 h customer window.
+if the customer was told of a takeover, or on resolve; every notice is skipped, with a reason,
+when disabled or outside the 24 h customer window (72 h after an ad), except the busy notice
+of a number with a `busy_template`, which goes out as that template.
+Capacity: an event that gives an agent a conversation (auto-assignment, a transfer, a takeover
+when the shell says how many they hold) is refused when the agent is full.
 Never a takeover: echoes of our own API sends, history imports, and reactions, revokes,
 system and unsupported messages from either side (customer ones keep the window open).
 A timer event is only a prompt: the state says what is due, so stale timers do nothing.
@@ -58,9 +65,13 @@ from baton.handoff.effects import (
     ScheduleTimer,
 )
 from baton.handoff.events import (
+    AgentAssigned,
     AgentReleased,
+    AgentResolved,
     AgentSent,
     AgentTookOver,
+    AgentTransferred,
+    AgentWentOffline,
     BotReplied,
     BotRequestedHandoff,
     CustomerWrote,
@@ -72,7 +83,13 @@ from baton.handoff.events import (
 )
 from baton.handoff.notices import NoticeKind
 from baton.handoff.policy import Policy
-from baton.handoff.state import CUSTOMER_WINDOW, ConversationState, evolve, latest
+from baton.handoff.state import (
+    AD_CUSTOMER_WINDOW,
+    CUSTOMER_WINDOW,
+    ConversationState,
+    evolve,
+    latest,
+)
 from baton.handoff.timers import TimerKind, next_timers, timer_due
 from baton.messages import BurstMessage
 from baton.types import Mode
@@ -91,6 +108,10 @@ class IgnoreReason(StrEnum):
     STALE_REPLY = "stale_reply"
     TIMER_NOT_ARMED = "timer_not_armed"
     TIMER_NOT_DUE = "timer_not_due"
+    NOT_HUMAN_MODE = "not_human_mode"
+    HELD_BY_ANOTHER = "held_by_another"
+    NOT_HOLDER = "not_holder"
+    AT_CAPACITY = "at_capacity"
 
 
 class Decision(BaseModel):
@@ -145,6 +166,16 @@ def _apply(
             return _bot_replied(state, event, now)
         case TimerFired():
             return _timer_fired(state, event, now, policy)
+        case AgentAssigned():
+            return _agent_assigned(state, event, now)
+        case AgentTransferred():
+            return _agent_transferred(state, event, now)
+        case AgentWentOffline():
+            if state.mode is not Mode.HUMAN or state.assignee != event.agent_id:
+                return IgnoreReason.NOT_HOLDER
+            return _requeue(state, now, actor=event.agent_id, cause="offline")
+        case AgentResolved():
+            return _agent_resolved(state, event, now, policy)
         case _:
             assert_never(event)
 
@@ -159,13 +190,12 @@ def _customer_wrote(
         return IgnoreReason.DUPLICATE_MESSAGE
     # A timestamp from the future (clock skew) must not stretch the window.
     window_start = min(event.timestamp, now)
+    window = AD_CUSTOMER_WINDOW if event.from_ad else CUSTOMER_WINDOW
     state = evolve(
         state,
         last_customer_at=now,
         last_activity_at=now,
-        customer_window_expires_at=latest(
-            state.customer_window_expires_at, window_start + CUSTOMER_WINDOW
-        ),
+        customer_window_expires_at=latest(state.customer_window_expires_at, window_start + window),
     )
     if not is_conversational(event.type):
         return state, []
@@ -231,7 +261,12 @@ def _echo_received(
             )
         case None:
             # The owner answered the customer: nobody is waiting any more.
-            state = evolve(state, last_human_at=now, waiting_since=None)
+            state = evolve(
+                state,
+                last_human_at=now,
+                waiting_since=None,
+                first_response_at=state.first_response_at or now,
+            )
             until = now + policy.pause_window
             if state.mode is Mode.PAUSED:
                 return evolve(state, paused_until=max(state.paused_until or until, until)), []
@@ -251,7 +286,11 @@ def _agent_took_over(
     if state.mode is Mode.HUMAN:
         if state.assignee == event.agent_id:
             return IgnoreReason.ALREADY_ASSIGNED
-        return _assign(state, event.agent_id, now)
+        if _full(event.load, event.capacity):
+            return IgnoreReason.AT_CAPACITY
+        return _assign(state, event.agent_id, now, cause="takeover", actor=event.agent_id)
+    if _full(event.load, event.capacity):
+        return IgnoreReason.AT_CAPACITY
     state, effects = enter_human(
         state,
         now,
@@ -269,7 +308,9 @@ def _agent_sent(state: ConversationState, event: AgentSent, now: datetime, polic
     effects: list[Effect] = []
     if state.mode is Mode.HUMAN:
         if state.assignee is None:  # the first agent to answer the queue claims it
-            state, effects = _assign(state, event.agent_id, now)
+            state, effects = _assign(
+                state, event.agent_id, now, cause="takeover", actor=event.agent_id
+            )
     else:
         # Whoever writes holds the conversation: an agent writing is a takeover.
         state, effects = enter_human(
@@ -282,16 +323,104 @@ def _agent_sent(state: ConversationState, event: AgentSent, now: datetime, polic
             waiting_since=None,
             notify=False,
         )
-    return evolve(state, last_human_at=now, last_activity_at=now, waiting_since=None), effects
+    state = evolve(
+        state,
+        last_human_at=now,
+        last_activity_at=now,
+        waiting_since=None,
+        first_response_at=state.first_response_at or now,
+    )
+    return state, effects
 
 
-def _assign(state: ConversationState, agent_id: str, now: datetime) -> Step:
+def _full(load: int | None, capacity: int | None) -> bool:
+    return load is not None and capacity is not None and load >= capacity
+
+
+def _assign(
+    state: ConversationState,
+    agent_id: str,
+    now: datetime,
+    *,
+    cause: str,
+    actor: str | None,
+) -> Step:
     assigned = EmitEvent(
         kind=AgentEventKind.ASSIGNEE_CHANGED,
-        payload={"assignee": agent_id, "previous": state.assignee, "actor": agent_id},
+        payload={
+            "assignee": agent_id,
+            "previous": state.assignee,
+            "actor": actor,
+            "cause": cause,
+        },
     )
     # Claiming a conversation is human activity: it restarts the inactivity clock.
     return evolve(state, assignee=agent_id, last_human_at=now), [assigned]
+
+
+def _agent_assigned(
+    state: ConversationState, event: AgentAssigned, now: datetime
+) -> Step | IgnoreReason:
+    if state.mode is not Mode.HUMAN:
+        return IgnoreReason.NOT_HUMAN_MODE
+    if state.assignee == event.agent_id:
+        return IgnoreReason.ALREADY_ASSIGNED
+    if state.assignee is not None:
+        return IgnoreReason.HELD_BY_ANOTHER
+    if _full(event.load, event.capacity):
+        return IgnoreReason.AT_CAPACITY
+    return _assign(state, event.agent_id, now, cause="auto", actor=None)
+
+
+def _agent_transferred(
+    state: ConversationState, event: AgentTransferred, now: datetime
+) -> Step | IgnoreReason:
+    # Mode and epoch stay: the bot stays silent and the customer hears nothing.
+    if state.mode is not Mode.HUMAN:
+        return IgnoreReason.NOT_HUMAN_MODE
+    if event.to == state.assignee:
+        return IgnoreReason.ALREADY_ASSIGNED
+    if event.to is None:
+        return _requeue(state, now, actor=event.agent_id, cause="transfer")
+    if _full(event.load, event.capacity):
+        return IgnoreReason.AT_CAPACITY
+    return _assign(state, event.to, now, cause="transfer", actor=event.agent_id)
+
+
+def _requeue(state: ConversationState, now: datetime, *, actor: str, cause: str) -> Step:
+    """Back to the queue: no holder; the customer's wait goes on from when it began."""
+    requeued = EmitEvent(
+        kind=AgentEventKind.ASSIGNEE_CHANGED,
+        payload={"assignee": None, "previous": state.assignee, "actor": actor, "cause": cause},
+    )
+    return evolve(state, assignee=None, waiting_since=state.waiting_since or now), [requeued]
+
+
+def _agent_resolved(
+    state: ConversationState, event: AgentResolved, now: datetime, policy: Policy
+) -> Step | IgnoreReason:
+    if state.mode is Mode.BOT:
+        return IgnoreReason.ALREADY_BOT
+    started = state.service_started_at or state.mode_changed_at or now
+    first = state.first_response_at
+    resolved = EmitEvent(
+        kind=AgentEventKind.RESOLVED,
+        payload={
+            "agent": event.agent_id,
+            "outcome": event.outcome,
+            "epoch": state.epoch,
+            "started_at": started.isoformat(),
+            "first_response_at": first.isoformat() if first is not None else None,
+            "first_response_seconds": (
+                round((first - started).total_seconds()) if first is not None else None
+            ),
+            "handling_seconds": round((now - started).total_seconds()),
+        },
+    )
+    new, effects = enter_bot(
+        state, now, policy, Cause.RESOLVED, actor=event.agent_id, announce=True
+    )
+    return new, [*effects, resolved]
 
 
 # --- bot -------------------------------------------------------------------------------

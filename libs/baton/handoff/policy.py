@@ -8,6 +8,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from baton.handoff.notices import DEFAULT_LANGUAGE, Language, NoticeKind
+from baton.messages import Template
 
 
 class Policy(BaseModel):
@@ -29,6 +30,8 @@ class Policy(BaseModel):
     language: Language = DEFAULT_LANGUAGE
     notice_texts: dict[NoticeKind, str] = {}  # overrides per kind; "" disables that notice
     bot_prefix: str = ""  # e.g. "🤖" or "*Assistente*\n"
+    # Ghost fallback outside the 24 h window: this approved template instead of free text.
+    busy_template: Template | None = None
 
     # Owner commands typed in the WhatsApp Business App (case-insensitive, whole message).
     resume_words: tuple[str, ...] = ("#bot", "#resume")

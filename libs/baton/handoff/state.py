@@ -10,7 +10,8 @@ Invariants that `decide` keeps (and the property tests check):
 - `buffer` and `pending_bot_request` are never both non-empty: a new customer message
   supersedes the pending request and takes its messages back into the buffer.
 - The per-handoff fields (`waiting_since`, `takeover_notice_sent`, `ghost_fallback_done`,
-  `handoff_reason`, `handoff_summary`) are blank in `bot` mode.
+  `handoff_reason`, `handoff_summary`, `service_started_at`, `first_response_at`) are blank
+  in `bot` mode.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from baton.types import ConversationId, Mode, PhoneNumberId, WaId
 # WhatsApp's customer service window: free-form messages only within 24 h of the
 # customer's last message. Business messages (API or Business App) never reset it.
 CUSTOMER_WINDOW = timedelta(hours=24)
+# A customer who came from a click-to-WhatsApp ad may be answered freely for 72 h.
+AD_CUSTOMER_WINDOW = timedelta(hours=72)
 # Answered requests whose replies may still wait in outbox (pair pacing, a throughput pause)
 # when the next burst is flushed; a reply older than this many answered requests is fenced.
 ANSWERED_REQUESTS_KEPT = 8
@@ -70,6 +73,9 @@ class ConversationState(BaseModel):
     ghost_fallback_done: bool = False  # the one "busy" notice was sent or skipped
     handoff_reason: str | None = None
     handoff_summary: str | None = None
+    # The human service (workflow): when it left the bot, and the first human answer in it.
+    service_started_at: AwareDatetime | None = None
+    first_response_at: AwareDatetime | None = None
 
     # The bot lane: debounce buffer, the request in flight, and its fence.
     buffer: tuple[BurstMessage, ...] = ()  # in WhatsApp timestamp order
