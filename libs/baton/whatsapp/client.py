@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from baton.settings import Settings
 from baton.types import JSON, PhoneNumberId, WaId, Wamid
 from baton.whatsapp._base import WaModel
+from baton.whatsapp._media_client import MediaCalls, media_message
 from baton.whatsapp.errors import GraphApiError, GraphTransportError
 
 SyncType: TypeAlias = Literal["smb_app_state_sync", "history"]
@@ -59,7 +60,7 @@ def recipient(to: str) -> str:
     return f"+{digits}"
 
 
-class GraphClient:
+class GraphClient(MediaCalls):
     """Graph API client; `access_token` is one token or a function of the phone_number_id."""
 
     def __init__(
@@ -110,6 +111,34 @@ class GraphClient:
             payload["context"] = {"message_id": reply_to}
         if biz_opaque_callback_data is not None:
             payload["biz_opaque_callback_data"] = biz_opaque_callback_data
+        status, content = await self._post(phone_number_id, "messages", payload)
+        response = _parse_success(_SendResponse, status, content)
+        if not response.messages or not response.contacts:
+            raise GraphApiError(status, None, "send response without a message id")
+        return SendResult(wamid=response.messages[0].id, wa_id=response.contacts[0].wa_id)
+
+    async def send_media(
+        self,
+        phone_number_id: PhoneNumberId,
+        to: WaId,
+        kind: str,
+        media_id: str,
+        *,
+        caption: str | None = None,
+        filename: str | None = None,
+        reply_to: Wamid | None = None,
+        biz_opaque_callback_data: str | None = None,
+    ) -> SendResult:
+        """Send an uploaded file by its media id (media, issue 18); raise a `GraphError`."""
+        payload = media_message(
+            to,
+            kind,
+            media_id,
+            caption=caption,
+            filename=filename,
+            reply_to=reply_to,
+            biz_opaque_callback_data=biz_opaque_callback_data,
+        )
         status, content = await self._post(phone_number_id, "messages", payload)
         response = _parse_success(_SendResponse, status, content)
         if not response.messages or not response.contacts:

@@ -16,7 +16,10 @@ from tests.fakes.whatsapp.config import (
 )
 from tests.fakes.whatsapp.control import SimulatorClient
 from tests.fakes.whatsapp.faults import Endpoint, Fault, FaultKind
+from tests.fakes.whatsapp.media import StoredMedia
 from tests.fakes.whatsapp.records import (
+    MediaFetch,
+    MediaUpload,
     Outcome,
     ReadReceipt,
     SentMessage,
@@ -33,6 +36,8 @@ __all__ = [
     "Endpoint",
     "Fault",
     "FaultKind",
+    "MediaFetch",
+    "MediaUpload",
     "NumberConfig",
     "Outcome",
     "PairRate",
@@ -42,6 +47,7 @@ __all__ = [
     "Simulator",
     "SimulatorClient",
     "Stats",
+    "StoredMedia",
     "SyncRequest",
     "WebhookDelivery",
     "running_simulator",

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel
+from starlette.datastructures import UploadFile as FormFile
 
 from tests.fakes.whatsapp.config import ConfigUpdate, NumberConfig, SimConfig
 from tests.fakes.whatsapp.faults import Fault
+from tests.fakes.whatsapp.media import StoredMedia
 from tests.fakes.whatsapp.records import (
+    MediaFetch,
+    MediaUpload,
     Outcome,
     ReadReceipt,
     SentMessage,
@@ -30,6 +35,29 @@ def create_app(runtime: SimRuntime) -> FastAPI:
     # Registered first: "/_sim/messages" would otherwise match "/{version}/{phone_number_id}".
     app.include_router(_control_routes(runtime))
 
+    @app.get("/_media/{media_id}")
+    async def download(media_id: str, request: Request, hash: str | None = None) -> Response:
+        reply, content = runtime.state.download_media(
+            media_id, hash, request.headers.get("authorization")
+        )
+        await runtime.hold(reply.delay + runtime.config.latency)
+        if content is None:
+            return JSONResponse(reply.body, reply.http_status)
+        media = runtime.state.media[media_id]
+        return Response(content, media_type=media.mime_type)
+
+    @app.post("/{version}/{phone_number_id}/media")
+    async def upload(phone_number_id: str, request: Request) -> Response:
+        async with request.form() as form:
+            file = form.get("file")
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            content = await file.read() if isinstance(file, FormFile) else None
+            filename = file.filename if isinstance(file, FormFile) else None
+        reply = runtime.state.upload_media(
+            phone_number_id, request.headers.get("authorization"), fields, content, filename
+        )
+        return await _answer(runtime, reply)
+
     @app.post("/{version}/{phone_number_id}/messages")
     async def messages(phone_number_id: str, request: Request) -> Response:
         reply = runtime.state.post_messages(
@@ -47,7 +75,14 @@ def create_app(runtime: SimRuntime) -> FastAPI:
         return await _answer(runtime, reply)
 
     @app.get("/{version}/{phone_number_id}")
-    async def phone_number(phone_number_id: str) -> Response:
+    async def phone_number(phone_number_id: str, request: Request) -> Response:
+        # The same path serves `GET /{media-id}` (ref §8): ids never collide with numbers here.
+        root = str(request.base_url).rstrip("/")
+        media = runtime.state.get_media_info(
+            phone_number_id, request.headers.get("authorization"), root
+        )
+        if media is not None:
+            return await _answer(runtime, media)
         # The onboarding check of ref §5: GET /<PHONE_NUMBER_ID>?fields=is_on_biz_app,...
         number = runtime.state.numbers.get(phone_number_id)
         if number is None:
@@ -132,6 +167,31 @@ def _control_routes(runtime: SimRuntime) -> APIRouter:
     async def deliveries() -> list[WebhookDelivery]:
         return state.deliveries
 
+    @control.post("/media")
+    async def add_media(file: UploadFile) -> MediaAdded:
+        """A file as a customer's message would carry it: name its id in a webhook."""
+        content = await file.read()
+        await file.close()
+        media = state.add_media(
+            content, file.content_type or "application/octet-stream", filename=file.filename
+        )
+        return MediaAdded.of(media)
+
+    @control.get("/media/{media_id}/content")
+    async def media_content(media_id: str) -> Response:
+        media = state.media.get(media_id)
+        if media is None:
+            raise HTTPException(404, "no such media")
+        return Response(media.content, media_type=media.mime_type)
+
+    @control.get("/uploads")
+    async def uploads() -> list[MediaUpload]:
+        return state.uploads
+
+    @control.get("/media_fetches")
+    async def media_fetches() -> list[MediaFetch]:
+        return state.media_fetches
+
     @control.get("/stats")
     async def stats() -> Stats:
         return state.stats()
@@ -151,3 +211,21 @@ async def _answer(runtime: SimRuntime, reply: Reply) -> Response:
     if isinstance(reply.body, str):
         return HTMLResponse(reply.body, reply.http_status)
     return JSONResponse(reply.body, reply.http_status)
+
+
+class MediaAdded(BaseModel):
+    """A customer's file the simulator now serves: put these in the webhook's media object."""
+
+    id: str
+    mime_type: str
+    sha256: str  # base64, as webhooks carry it
+    file_size: int
+
+    @classmethod
+    def of(cls, media: StoredMedia) -> MediaAdded:
+        return cls(
+            id=media.id,
+            mime_type=media.mime_type,
+            sha256=media.sha256_b64,
+            file_size=len(media.content),
+        )

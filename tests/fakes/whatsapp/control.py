@@ -8,9 +8,12 @@ from typing import Any, Self
 import httpx
 from pydantic import TypeAdapter
 
+from tests.fakes.whatsapp.app import MediaAdded
 from tests.fakes.whatsapp.config import ConfigUpdate, NumberConfig
 from tests.fakes.whatsapp.faults import Fault
 from tests.fakes.whatsapp.records import (
+    MediaFetch,
+    MediaUpload,
     Outcome,
     ReadReceipt,
     SentMessage,
@@ -23,6 +26,8 @@ _SENT = TypeAdapter(list[SentMessage])
 _READS = TypeAdapter(list[ReadReceipt])
 _SYNCS = TypeAdapter(list[SyncRequest])
 _DELIVERIES = TypeAdapter(list[WebhookDelivery])
+_UPLOADS = TypeAdapter(list[MediaUpload])
+_FETCHES = TypeAdapter(list[MediaFetch])
 
 
 class SimulatorClient:
@@ -76,6 +81,25 @@ class SimulatorClient:
 
     async def webhook_deliveries(self) -> list[WebhookDelivery]:
         return _DELIVERIES.validate_python(await self._get("/webhooks"))
+
+    async def add_media(
+        self, content: bytes, mime_type: str, *, filename: str = "file"
+    ) -> MediaAdded:
+        """Serve `content` as a customer's file; name the answer's id in a media webhook."""
+        response = await self._http.post("/media", files={"file": (filename, content, mime_type)})
+        response.raise_for_status()
+        return MediaAdded.model_validate(response.json())
+
+    async def media_content(self, media_id: str) -> bytes:
+        response = await self._http.get(f"/media/{media_id}/content")
+        response.raise_for_status()
+        return response.content
+
+    async def uploads(self) -> list[MediaUpload]:
+        return _UPLOADS.validate_python(await self._get("/uploads"))
+
+    async def media_fetches(self) -> list[MediaFetch]:
+        return _FETCHES.validate_python(await self._get("/media_fetches"))
 
     async def stats(self) -> Stats:
         return Stats.model_validate(await self._get("/stats"))

@@ -103,6 +103,9 @@ class Endpoint(StrEnum):
     SEND = "send"
     MARK_READ = "mark_read"
     SMB_APP_DATA = "smb_app_data"
+    MEDIA_INFO = "media_info"  # GET /{media-id}
+    MEDIA_DOWNLOAD = "media_download"  # the short-lived URL
+    MEDIA_UPLOAD = "media_upload"  # POST /{phone_number_id}/media
 
 
 class FaultKind(StrEnum):

@@ -35,6 +35,9 @@ class SentMessage(_Record):
     reply_to: str | None = None
     biz_opaque_callback_data: str | None = None
     wamid: str | None = None  # set when accepted
+    media_id: str | None = None  # a file sent by id (image, audio, video, document, sticker)
+    caption: str | None = None
+    filename: str | None = None
 
 
 class ReadReceipt(_Record):
@@ -49,6 +52,22 @@ class SyncRequest(_Record):
 
     sync_type: str | None = None
     request_id: str | None = None
+
+
+class MediaUpload(_Record):
+    """A `POST /{phone_number_id}/media` upload."""
+
+    mime_type: str | None = None
+    size: int = 0
+    filename: str | None = None
+    media_id: str | None = None  # set when accepted
+
+
+class MediaFetch(_Record):
+    """A `GET /{media-id}` (`info`) or a download of its URL (`download`)."""
+
+    media_id: str
+    step: str  # info | download
 
 
 class WebhookDelivery(BaseModel):

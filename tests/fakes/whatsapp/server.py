@@ -14,7 +14,10 @@ from starlette.types import ASGIApp
 from tests.fakes.whatsapp.app import create_app
 from tests.fakes.whatsapp.config import NumberConfig, SimConfig
 from tests.fakes.whatsapp.faults import Endpoint, Fault, FaultKind
+from tests.fakes.whatsapp.media import StoredMedia
 from tests.fakes.whatsapp.records import (
+    MediaFetch,
+    MediaUpload,
     Outcome,
     ReadReceipt,
     SentMessage,
@@ -101,6 +104,18 @@ class Simulator:
         self, phone_number_id: str | None = None, to: str | None = None
     ) -> list[SentMessage]:
         return self.messages(phone_number_id, to, Outcome.ACCEPTED)
+
+    def add_media(
+        self, content: bytes, mime_type: str, *, filename: str | None = None
+    ) -> StoredMedia:
+        """A customer's file: name its `id` (and `sha256_b64`) in a media webhook."""
+        return self.runtime.state.add_media(content, mime_type, filename=filename)
+
+    def uploads(self) -> list[MediaUpload]:
+        return list(self.runtime.state.uploads)
+
+    def media_fetches(self) -> list[MediaFetch]:
+        return list(self.runtime.state.media_fetches)
 
     def reads(self) -> list[ReadReceipt]:
         return list(self.runtime.state.reads)

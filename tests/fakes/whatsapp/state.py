@@ -19,7 +19,10 @@ from baton.types import JSON
 from tests.fakes.whatsapp import faults
 from tests.fakes.whatsapp.config import NumberConfig, SimConfig
 from tests.fakes.whatsapp.faults import Endpoint, Fault, GraphErrorSpec
+from tests.fakes.whatsapp.media import SEND_KINDS, StoredMedia, new_media, upload_problem
 from tests.fakes.whatsapp.records import (
+    MediaFetch,
+    MediaUpload,
     NumberStats,
     Outcome,
     ReadReceipt,
@@ -78,6 +81,9 @@ class SimState:
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._stats: dict[str, NumberStats] = {}
         self._synced: set[tuple[str, str]] = set()
+        self.media: dict[str, StoredMedia] = {}
+        self.uploads: list[MediaUpload] = []
+        self.media_fetches: list[MediaFetch] = []
         self._seq = 0
         self._changed()
 
@@ -158,7 +164,7 @@ class SimState:
         )
         if not self._authorized(number, authorization):
             return self._reject_send(record, faults.AUTH)
-        problem = _send_problem(body)
+        problem = _send_problem(body) or self._media_problem(number, record)
         if problem is not None:
             return self._reject_send(record, faults.invalid_parameter(problem))
         error, delay = self._apply_fault(number.phone_number_id, Endpoint.SEND)
@@ -232,6 +238,143 @@ class SimState:
         if error is not None:
             return _error(error)
         return Reply(200, {"success": True}, delay=delay)
+
+    # --- media (ref §8) ------------------------------------------------------------------
+
+    def add_media(
+        self, content: bytes, mime_type: str, *, filename: str | None = None
+    ) -> StoredMedia:
+        """A file a customer sent: webhooks name its id, Baton downloads it."""
+        media = new_media(content, mime_type, filename=filename)
+        self.media[media.id] = media
+        return media
+
+    def get_media_info(
+        self, media_id: str, authorization: str | None, download_root: str
+    ) -> Reply | None:
+        """`GET /{media-id}`; None when `media_id` is no media (it may be a phone number)."""
+        media = self.media.get(media_id)
+        if media is None:
+            return None
+        error, delay = self._media_access(media, authorization, Endpoint.MEDIA_INFO)
+        self._record_fetch(media, "info", error)
+        if error is not None:
+            return _error(error)
+        url = f"{download_root}/_media/{media.id}?hash={media.download_token}"
+        body = {
+            "messaging_product": "whatsapp",
+            "url": url,
+            "mime_type": media.mime_type,
+            "sha256": media.sha256_hex,
+            "file_size": len(media.content),
+            "id": media.id,
+        }
+        return Reply(200, body, delay=delay)
+
+    def download_media(
+        self, media_id: str, token: str | None, authorization: str | None
+    ) -> tuple[Reply, bytes | None]:
+        """The short-lived URL: the bytes, only with its hash and the bearer token."""
+        media = self.media.get(media_id)
+        if media is None or token != media.download_token:
+            return Reply(404, {"error": {"message": "URL signature mismatch"}}), None
+        error, delay = self._media_access(media, authorization, Endpoint.MEDIA_DOWNLOAD)
+        self._record_fetch(media, "download", error)
+        if error is not None:
+            return _error(error), None
+        return Reply(200, {}, delay=delay), media.content
+
+    def upload_media(
+        self,
+        phone_number_id: str,
+        authorization: str | None,
+        form: dict[str, str],
+        content: bytes | None,
+        filename: str | None,
+    ) -> Reply:
+        """`POST /{phone_number_id}/media` (multipart: file, type, messaging_product)."""
+        number = self._number(phone_number_id)
+        if number is None:
+            return _error(faults.UNKNOWN_OBJECT)
+        mime_type = form.get("type")
+        error: GraphErrorSpec | None = None
+        delay = 0.0
+        media_id: str | None = None
+        if not self._authorized(number, authorization):
+            error = faults.AUTH
+        elif form.get("messaging_product") != "whatsapp":
+            error = faults.invalid_parameter("The parameter messaging_product is required.")
+        elif content is None or not mime_type:
+            error = faults.invalid_parameter("The parameters file and type are required.")
+        elif (problem := upload_problem(mime_type, len(content))) is not None:
+            error = faults.invalid_parameter(problem)
+        else:
+            error, delay = self._apply_fault(number.phone_number_id, Endpoint.MEDIA_UPLOAD)
+        if error is None and content is not None and mime_type:
+            media = new_media(
+                content,
+                mime_type,
+                phone_number_id=number.phone_number_id,
+                uploaded=True,
+                filename=filename,
+            )
+            self.media[media.id] = media
+            media_id = media.id
+        self.uploads.append(
+            MediaUpload(
+                seq=self._next_seq(),
+                phone_number_id=number.phone_number_id,
+                outcome=Outcome.REJECTED if error else Outcome.ACCEPTED,
+                http_status=error.http_status if error else 200,
+                error_code=error.code if error else None,
+                at=self._clock(),
+                received_at=datetime.now(UTC),
+                mime_type=mime_type,
+                size=len(content or b""),
+                filename=filename,
+                media_id=media_id,
+            )
+        )
+        self._changed()
+        if error is not None:
+            return _error(error)
+        return Reply(200, {"id": media_id}, delay=delay)
+
+    def _media_access(
+        self, media: StoredMedia, authorization: str | None, endpoint: Endpoint
+    ) -> tuple[GraphErrorSpec | None, float]:
+        owner = media.phone_number_id
+        number = self.numbers.get(owner) if owner != "*" else None
+        expected = (number.token if number else None) or self.config.token
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or token != expected:
+            return faults.AUTH, 0.0
+        return self._apply_fault(owner, endpoint)
+
+    def _record_fetch(self, media: StoredMedia, step: str, error: GraphErrorSpec | None) -> None:
+        self.media_fetches.append(
+            MediaFetch(
+                seq=self._next_seq(),
+                phone_number_id=media.phone_number_id,
+                outcome=Outcome.REJECTED if error else Outcome.ACCEPTED,
+                http_status=error.http_status if error else 200,
+                error_code=error.code if error else None,
+                at=self._clock(),
+                received_at=datetime.now(UTC),
+                media_id=media.id,
+                step=step,
+            )
+        )
+        self._changed()
+
+    def _media_problem(self, number: NumberConfig, record: SentMessage) -> str | None:
+        """A file sent by id must be one this number uploaded (as Meta's ids are per number)."""
+        if record.type not in SEND_KINDS:
+            return None
+        media = self.media.get(record.media_id or "")
+        if media is None or not media.uploaded or media.phone_number_id != number.phone_number_id:
+            return f"Param {record.type}['id'] is not a valid media id for this phone number."
+        return None
 
     # --- POST /{version}/{phone_number_id}/smb_app_data --------------------------------
 
@@ -370,6 +513,8 @@ def _send_fields(body: Any) -> dict[str, Any]:
     to_str = to if isinstance(to, str) else ""
     message_body = text.get("body") if isinstance(text, dict) else None
     reply_to = context.get("message_id") if isinstance(context, dict) else None
+    media = body.get(type_) if isinstance(type_, str) and type_ in SEND_KINDS else None
+    media = media if isinstance(media, dict) else {}
     return {
         "to": to_str,
         "wa_id": to_str.strip().removeprefix("+"),
@@ -377,6 +522,9 @@ def _send_fields(body: Any) -> dict[str, Any]:
         "body": message_body if isinstance(message_body, str) else None,
         "reply_to": reply_to if isinstance(reply_to, str) else None,
         "biz_opaque_callback_data": opaque if isinstance(opaque, str) else None,
+        "media_id": media.get("id") if isinstance(media.get("id"), str) else None,
+        "caption": media.get("caption") if isinstance(media.get("caption"), str) else None,
+        "filename": media.get("filename") if isinstance(media.get("filename"), str) else None,
     }
 
 
@@ -391,8 +539,17 @@ def _send_problem(body: Any) -> str | None:
         return "The parameter to is required."
     if not to.strip().removeprefix("+").isdigit():
         return "Param to must be a phone number."
-    if body.get("type", "text") != "text":
-        return "The simulator only accepts messages of type text."
+    kind = body.get("type", "text")
+    if kind in SEND_KINDS:
+        media = body.get(kind)
+        if not isinstance(media, dict) or not isinstance(media.get("id"), str):
+            return f"The parameter {kind}['id'] is required (the simulator sends files by id)."
+        caption = media.get("caption")
+        if caption is not None and kind not in ("image", "video", "document"):
+            return f"Param {kind}['caption'] is not allowed."
+        return None
+    if kind != "text":
+        return "The simulator only accepts messages of type text or media sent by id."
     text = body.get("text")
     message_body = text.get("body") if isinstance(text, dict) else None
     if not isinstance(message_body, str) or not message_body:

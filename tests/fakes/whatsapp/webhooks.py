@@ -104,6 +104,7 @@ def media_message(
     voice: bool | None = None,
     wamid: str | None = None,
     timestamp: datetime | int | None = None,
+    sha256: str | None = None,
 ) -> JSON:
     """An image, video, audio, document or sticker with Meta's media object."""
     default_mime = {
@@ -116,7 +117,7 @@ def media_message(
     media: JSON = {
         "id": media_id or uuid.uuid4().hex[:15],
         "mime_type": mime_type or default_mime,
-        "sha256": uuid.uuid4().hex + uuid.uuid4().hex,
+        "sha256": sha256 or uuid.uuid4().hex + uuid.uuid4().hex,
     }
     if caption is not None and kind in ("image", "video", "document"):
         media["caption"] = caption
