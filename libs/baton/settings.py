@@ -11,6 +11,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from baton.knowledge import Knowledge
 from baton.types import PhoneNumberId
 
 META_GRAPH_API_URL = "https://graph.facebook.com/v25.0"
@@ -23,6 +24,19 @@ _PLACEHOLDER = "REPLACE_ME"
 # inbound traffic too, so we leave headroom.
 COEXISTENCE_RATE_PER_SECOND = 18.0
 DEFAULT_RATE_PER_SECOND = 72.0
+
+
+class ChatwootInbox(BaseModel):
+    """Where one business number is mirrored in Chatwoot (an API-channel inbox); see the README."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str  # Chatwoot's base URL, e.g. https://chatwoot.example.com
+    account_id: int = Field(gt=0)
+    inbox_id: int = Field(gt=0)
+    access_token: SecretStr  # an agent's or agent bot's `api_access_token`
+    webhook_secret: SecretStr  # the inbox's HMAC secret, also the callback URL's token
+    import_history: bool = False  # post the imported backlog, as private notes, once
 
 
 class NumberSettings(BaseModel):
@@ -48,6 +62,21 @@ class NumberSettings(BaseModel):
     resume_commands: tuple[str, ...] = ("#bot", "#resume")
     pause_command: str = "#pause"
     handoff_keywords: tuple[str, ...] | None = None  # None → the built-in pt/es/en lists
+    # A file the bot cannot open (no transcription or vision configured, or the download
+    # failed): "offer" says so and offers a person, "handoff" hands off, "ignore" lets the bot
+    # answer the file's placeholder like any text. Never silence.
+    media_policy: Literal["offer", "handoff", "ignore"] = "offer"
+    # Agent workflow (issue 12).
+    assignment: Literal["manual", "auto"] = "manual"  # auto: queued conversations are assigned
+    templates: tuple[str, ...] = ()  # approved template names agents may send
+    busy_template: str | None = None  # ghost fallback outside the 24 h window
+    busy_template_language: str = "pt_BR"
+    quick_replies: dict[str, str] = Field(default_factory=dict)  # "/shortcut" → text
+    notes_in_bot_context: bool = False  # agents' private notes reach the bot's prompt
+    chatwoot: ChatwootInbox | None = None  # the Chatwoot bridge (services/chatwoot); None → off
+    # Persona, opening hours, FAQ, links, retrieval ([numbers."<id>".knowledge]); the console's
+    # knowledge API may override it in the store.
+    knowledge: Knowledge = Field(default_factory=Knowledge)
 
     @property
     def send_rate(self) -> float:
@@ -114,6 +143,9 @@ class Settings(BaseSettings):
 
     consumer_prefetch: int = Field(default=32, ge=1)
     max_delivery_attempts: int = Field(default=5, ge=1)
+    # Not ready (not consuming, store or broker unreachable) for longer than this → /healthz
+    # fails too, so the orchestrator restarts the process.
+    liveness_grace_seconds: float = Field(default=60.0, gt=0)
 
     # outbox (per-number pacing, retries, spreading numbers over replicas; see the README)
     outbox_replica_id: str | None = None  # None → host name, process id and a random suffix
@@ -151,6 +183,32 @@ class Settings(BaseSettings):
     console_heartbeat_seconds: float = Field(default=15.0, gt=0)  # SSE keep-alive comments
     console_replay_events: int = Field(default=1000, ge=0)  # kept for `Last-Event-ID`
     console_client_buffer: int = Field(default=1000, ge=1)  # events queued per SSE client
+    # agent workflow (issue 12): presence heartbeats, the auto-assignment sweep
+    console_presence_timeout_seconds: float = Field(default=90.0, gt=0)  # then offline
+    console_assign_seconds: float = Field(default=1.0, gt=0)  # auto-assign / presence sweep
+    # the desk (issue 11): browser sessions and failed sign-ins
+    desk_session_idle_seconds: float = Field(default=2 * 3600, gt=0)  # unused this long → ends
+    desk_session_max_seconds: float = Field(default=12 * 3600, gt=0)  # ends anyway after this
+    desk_secure_cookies: bool | None = None  # None → Secure unless environment is local
+    desk_failures_per_agent: int = Field(default=5, ge=1)  # per window, then 429
+    desk_failures_per_address: int = Field(default=20, ge=1)
+    desk_failure_window_seconds: float = Field(default=900, gt=0)
+    desk_trust_forwarded_for: bool = False  # behind a proxy: the client is X-Forwarded-For's last
+
+    # media (issue 18): where files are kept, and how the bot understands them
+    blob_store: Literal["postgres", "s3"] = "postgres"  # postgres: the store's own database
+    s3_endpoint_url: str | None = None  # e.g. https://s3.eu-west-1.amazonaws.com, http://minio:9000
+    s3_bucket: str = "baton-media"
+    s3_region: str = "us-east-1"
+    s3_prefix: str = ""  # prepended to every object key
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    stt_base_url: str | None = None  # OpenAI-compatible /audio/transcriptions; unset → none
+    stt_api_key: SecretStr | None = None  # unset → BATON_LLM_API_KEY
+    stt_model: str = "whisper-1"
+    stt_timeout_seconds: float = Field(default=60.0, gt=0)
+    vision_model: str | None = None  # a vision-capable model at BATON_LLM_BASE_URL; unset → none
+    media_wait_seconds: float = Field(default=20.0, ge=0)  # bot waits this long for a download
 
     # router (handoff timers and the transactional outbox's relay)
     router_sweep_seconds: float = Field(default=0.5, gt=0)  # poll for due timers / stuck effects

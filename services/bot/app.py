@@ -17,12 +17,16 @@ import structlog
 from baton.broker import Broker, Delivery, Poison
 from baton.broker.topology import BOT_REQUESTS
 from baton.handoff import is_bot_reply_current
+from baton.knowledge import Knowledge
 from baton.messages import AskBot, BotTurnFinished, RequestHandoff, SendText
+from baton.runtime import store_reasons
 from baton.service import serve_consumers
 from baton.settings import NumbersConfig, Settings
 from baton.store import Store, open_store
+from baton.store.knowledge_records import PastAnswer
 from baton.types import Author
 from services.bot.brain import answer
+from services.bot.knowledge import KnowledgeSource, keep_index_current
 from services.bot.llm import ChatModel, LLMClient
 from services.bot.metrics import default_metrics
 from services.bot.policy import BotPolicy
@@ -42,14 +46,30 @@ class Bot:
         self._broker = broker
         self._llm = llm
         self._numbers = numbers
-        self._policies: dict[str, BotPolicy] = {}  # settings are fixed for the process's life
+        self._knowledge = KnowledgeSource(store, numbers)
+        # One policy per knowledge base: rebuilt only when the console saved a new one.
+        self._policies: dict[str, tuple[Knowledge, BotPolicy]] = {}
 
-    def _policy(self, phone_number_id: str) -> BotPolicy:
-        policy = self._policies.get(phone_number_id)
-        if policy is None:
-            policy = BotPolicy.for_number(self._numbers.get(phone_number_id))
-            self._policies[phone_number_id] = policy
+    async def _policy(self, phone_number_id: str) -> BotPolicy:
+        knowledge = await self._knowledge.get(phone_number_id)
+        cached = self._policies.get(phone_number_id)
+        if cached is not None and cached[0] is knowledge:
+            return cached[1]
+        policy = BotPolicy.for_number(self._numbers.get(phone_number_id), knowledge)
+        self._policies[phone_number_id] = (knowledge, policy)
         return policy
+
+    async def _examples(self, request: AskBot, policy: BotPolicy) -> list[PastAnswer]:
+        """Past answers of this number to similar questions: for the LLM only."""
+        if self._llm is None or policy.retrieval_examples == 0:
+            return []
+        text = " ".join(message.text for message in request.messages if message.text.strip())
+        return await self._store.retrieve_past_answers(
+            request.phone_number_id,
+            text,
+            language=policy.language,
+            limit=policy.retrieval_examples,
+        )
 
     async def on_request(self, delivery: Delivery) -> None:
         if delivery.type != AskBot.TYPE:
@@ -65,7 +85,7 @@ class Bot:
         if state is not None and not is_bot_reply_current(state, request.request_id, request.epoch):
             log.info("bot.request_stale", epoch=request.epoch, current_epoch=state.epoch)
             return
-        policy = self._policy(request.phone_number_id)
+        policy = await self._policy(request.phone_number_id)
         # The burst itself is among the newest rows (the prompt takes it apart), so fetch that
         # many more than the prompt's depth of earlier turns.
         stored = await self._store.recent_messages(
@@ -77,7 +97,12 @@ class Bot:
             if m.type != COMMAND_TYPE
         ]
         decision = await answer(
-            request, history, llm=self._llm, policy=policy, metrics=default_metrics()
+            request,
+            history,
+            llm=self._llm,
+            policy=policy,
+            metrics=default_metrics(),
+            examples=await self._examples(request, policy),
         )
         if isinstance(decision, Handoff):
             await self._broker.publish_command(
@@ -128,10 +153,14 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     await broker.connect()
     llm = LLMClient.from_settings(settings)
     log.info("bot.responder", llm=llm is not None, model=settings.llm_model)
-    bot = Bot(store, broker, llm, settings.numbers())
+    numbers = settings.numbers()
+    bot = Bot(store, broker, llm, numbers)
 
-    async def ready() -> bool:
-        return broker.connected and await store.ping()
+    async def index(stop: asyncio.Event) -> None:
+        await keep_index_current(store, numbers, stop)
+
+    async def ready() -> list[str]:
+        return await store_reasons(store.ping)  # the broker's part is serve_consumers'
 
     try:
         await serve_consumers(
@@ -140,6 +169,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
             broker=broker,
             subscriptions=[(BOT_REQUESTS, bot.on_request)],
             ready=ready,
+            background=[index],
         )
     finally:
         if llm is not None:

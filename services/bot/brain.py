@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Literal, TypeAlias
 
 import structlog
 
 from baton.messages import AskBot
+from baton.store.knowledge_records import PastAnswer
 from baton.types import Author
 from services.bot import handoff_rules, offline
+from services.bot.knowledge import examples_for_model, hours_for_model
 from services.bot.llm import HANDOFF_TOOL_NAME, ChatMessage, ChatModel, LLMUnavailable
 from services.bot.metrics import BotMetrics
 from services.bot.policy import BotPolicy
@@ -29,6 +32,9 @@ from services.bot.types import BotDecision, Handoff, HandoffReason, NoReply, Rep
 logger = structlog.get_logger()
 
 _Role: TypeAlias = Literal["user", "assistant"]
+
+# Message types whose content WhatsApp does not give us (a poll, a view-once photo …).
+UNREADABLE_TYPES = frozenset({"unsupported"})
 
 # WhatsApp caps a text at 4096 characters; leave room for a configured bot prefix.
 MAX_REPLY_CHARS = 4000
@@ -51,13 +57,21 @@ async def answer(
     llm: ChatModel | None,
     policy: BotPolicy,
     metrics: BotMetrics | None = None,
+    examples: Sequence[PastAnswer] = (),
+    now: datetime | None = None,
 ) -> BotDecision:
-    """Decide what to do with `request`'s burst, given the earlier turns (oldest first)."""
+    """Decide what to do with `request`'s burst, given the earlier turns (oldest first).
+
+    `examples` are this number's past answers to similar questions (for the LLM); `now` is the
+    moment opening hours are judged at (default: the burst's last message).
+    """
+    if now is None and request.messages:
+        now = request.messages[-1].timestamp
     log = logger.bind(
         conversation_id=request.conversation_id, request_id=request.request_id, epoch=request.epoch
     )
     prior = prior_turns(request, history)
-    decision = await _decide(request, prior, llm=llm, policy=policy)
+    decision = await _decide(request, prior, llm=llm, policy=policy, examples=examples, now=now)
     if isinstance(decision, Handoff) and decision.reason in _LLM_SUMMARIZED and llm is not None:
         burst = _burst(request)
         headline = await _llm_summary(llm, prior, burst, policy)
@@ -75,22 +89,32 @@ async def answer(
 
 
 async def _decide(
-    request: AskBot, prior: Sequence[Turn], *, llm: ChatModel | None, policy: BotPolicy
+    request: AskBot,
+    prior: Sequence[Turn],
+    *,
+    llm: ChatModel | None,
+    policy: BotPolicy,
+    examples: Sequence[PastAnswer],
+    now: datetime | None,
 ) -> BotDecision:
+    if request.messages and all(m.type in UNREADABLE_TYPES for m in request.messages):
+        # Nothing to read, so nothing for the model or the rules to go on: say so, in the
+        # number's language. Not a failed turn: it never counts towards a handoff.
+        return Reply(text=policy.texts.unreadable)
     burst = _burst(request)
     if not burst:
         return NoReply()
     if handoff_rules.asks_for_human(burst, policy.handoff_phrases) is not None:
         return _handoff(HandoffReason.CUSTOMER_ASKED, prior, burst, policy)
     if llm is None:
-        found = offline.respond(burst, policy)
+        found = offline.respond(burst, policy, now=now)
         if found.text is None:
             return NoReply()
         if found.answered:
             return Reply(text=found.text)
         return _unanswered(found.text, prior, burst, policy)
     try:
-        reply = await llm.complete(build_messages(prior, burst, policy))
+        reply = await llm.complete(build_messages(prior, burst, policy, examples=examples, now=now))
     except LLMUnavailable as exc:
         logger.warning(
             "bot.llm_unavailable",
@@ -186,9 +210,15 @@ def prior_turns(request: AskBot, history: Sequence[Turn]) -> list[Turn]:
 
 
 def build_messages(
-    prior: Sequence[Turn], burst: Sequence[str], policy: BotPolicy
+    prior: Sequence[Turn],
+    burst: Sequence[str],
+    policy: BotPolicy,
+    *,
+    examples: Sequence[PastAnswer] = (),
+    now: datetime | None = None,
 ) -> list[ChatMessage]:
-    """The prompt: system rules, the last `history_turns` turns, then the burst as one user turn."""
+    """The prompt: system rules, past-answer examples, the last `history_turns` turns, then the
+    burst as one user turn."""
     recent = prior[-policy.history_turns :] if policy.history_turns else []
     turns: list[tuple[_Role, str]] = [(_ROLES[turn.author], turn.text.strip()) for turn in recent]
     turns.append(("user", "\n".join(burst)))
@@ -199,8 +229,20 @@ def build_messages(
             merged[-1] = (role, merged[-1][1] + "\n" + content)
         else:
             merged.append((role, content))
-    system = ChatMessage(role="system", content=policy.full_system_prompt(HANDOFF_TOOL_NAME))
-    return [system, *(ChatMessage(role=role, content=content) for role, content in merged)]
+    hours_now = (
+        hours_for_model(policy.hours, now, policy.language)
+        if policy.hours is not None and now is not None
+        else None
+    )
+    system = [
+        ChatMessage(
+            role="system", content=policy.full_system_prompt(HANDOFF_TOOL_NAME, hours_now=hours_now)
+        )
+    ]
+    shown = examples_for_model(examples)
+    if shown is not None:
+        system.append(ChatMessage(role="system", content=shown))
+    return [*system, *(ChatMessage(role=role, content=content) for role, content in merged)]
 
 
 def _unanswered(

@@ -4,10 +4,12 @@ It keeps the stack usable end to end with no network, and it is deliberately mod
 customer's burst (one or more messages) and the number's policy, the first rule that applies
 wins:
 
-1. **FAQ**: a message contains a phrase of a configured `FaqEntry` → its answer; asking for
-   the opening hours ("horário", "what time do you open", "a qué hora abren" …) → the
-   configured `business_hours`. With no hours configured the question is *not answered*
-   (rule 5): the bot never invents facts.
+1. **FAQ**: a message contains one of an entry's question variants, or nearly all of a
+   variant's longer words (so "qual é o valor do frete?" finds "valor do frete") → its answer;
+   asking for the opening hours ("horário", "what time do you open", "a qué hora abren" …) →
+   whether the business is open right now in its time zone (holidays included), until or from
+   when, and the week's hours; or the free-text `business_hours`. With no hours configured the
+   question is *not answered* (rule 5): the bot never invents facts.
 2. **Greeting**: every word of the burst is a greeting ("oi", "bom dia", "hello", "hola,
    buenas tardes") → a greeting that introduces the bot as an automated virtual assistant.
 3. **Thanks / goodbye**: every word is thanks or goodbye ("obrigado!", "thanks, bye") →
@@ -25,10 +27,12 @@ a human.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
 from services.bot._text import clip, find, words
+from services.bot.knowledge import hours_answer
 from services.bot.policy import BotPolicy
 from services.bot.texts import assistant_name
 
@@ -83,15 +87,24 @@ class OfflineAnswer(BaseModel):
     answered: bool
 
 
-def respond(messages: Sequence[str], policy: BotPolicy) -> OfflineAnswer:
+# A variant matches loosely when the burst holds this share of its words of 4+ letters.
+FAQ_COVERAGE = 0.75
+_CONTENT_WORD_LETTERS = 4
+
+
+def respond(
+    messages: Sequence[str], policy: BotPolicy, *, now: datetime | None = None
+) -> OfflineAnswer:
     """Answer a burst of customer messages without an LLM (rules in the module docstring)."""
     texts = policy.texts
     burst = [message for message in messages if message.strip()]
     tokens = tuple(token for message in burst for token in words(message))
     for entry in policy.faq:
-        if any(find(tokens, words(phrase)) >= 0 for phrase in entry.phrases):
+        if any(_asks(tokens, phrase) for phrase in entry.phrases):
             return OfflineAnswer(text=entry.answer, answered=True)
     asks_hours = any(find(tokens, words(phrase)) >= 0 for phrase in HOURS_PHRASES)
+    if asks_hours and policy.hours is not None and now is not None:
+        return OfflineAnswer(text=hours_answer(policy.hours, now, policy.language), answered=True)
     if asks_hours and policy.business_hours:
         return OfflineAnswer(text=texts.hours.format(hours=policy.business_hours), answered=True)
     if not asks_hours and tokens:
@@ -108,3 +121,14 @@ def respond(messages: Sequence[str], policy: BotPolicy) -> OfflineAnswer:
         text=texts.offline_unanswered.format(cannot_answer=texts.cannot_answer, echo=echo),
         answered=False,
     )
+
+
+def _asks(tokens: Sequence[str], variant: str) -> bool:
+    """The burst contains the variant, or most of its content words."""
+    wanted = words(variant)
+    if find(tokens, wanted) >= 0:
+        return True
+    content = {word for word in wanted if len(word) >= _CONTENT_WORD_LETTERS}
+    if len(content) < 2:
+        return False
+    return len(content & set(tokens)) / len(content) >= FAQ_COVERAGE

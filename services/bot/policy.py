@@ -6,6 +6,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from baton.knowledge import Knowledge, Link, OpeningHours
 from baton.settings import NumberSettings
 from services.bot.handoff_rules import DEFAULT_HANDOFF_PHRASES
 from services.bot.texts import TEXTS, Texts, assistant_name, texts_for
@@ -49,6 +50,10 @@ class BotPolicy(BaseModel):
     system_prompt: str | None = None
     business_name: str | None = None
     business_hours: str | None = None  # e.g. "seg a sex, 9h às 18h"; None → hours not known
+    hours: OpeningHours | None = None  # structured: "are you open now?" answered exactly
+    links: tuple[Link, ...] = ()
+    contact: str | None = None  # how to reach a person outside the chat
+    retrieval_examples: int = Field(default=3, ge=0)  # past answers given to the LLM; 0 = off
     faq: tuple[FaqEntry, ...] = ()
     handoff_phrases: tuple[str, ...] = DEFAULT_HANDOFF_PHRASES
     max_failed_turns: int | None = Field(default=3, ge=1)  # None disables the rule
@@ -56,11 +61,24 @@ class BotPolicy(BaseModel):
     cannot_help_marker: str = Field(default=DEFAULT_CANNOT_HELP_MARKER, min_length=1)
 
     @classmethod
-    def for_number(cls, number: NumberSettings) -> Self:
-        """The policy of a configured number (language and handoff keywords)."""
-        if number.handoff_keywords is None:
-            return cls(language=number.language)
-        return cls(language=number.language, handoff_phrases=number.handoff_keywords)
+    def for_number(cls, number: NumberSettings, knowledge: Knowledge | None = None) -> Self:
+        """The policy of a configured number; `knowledge` replaces the numbers file's."""
+        known = knowledge if knowledge is not None else number.knowledge
+        return cls(
+            language=number.language,
+            handoff_phrases=(
+                number.handoff_keywords
+                if number.handoff_keywords is not None
+                else DEFAULT_HANDOFF_PHRASES
+            ),
+            system_prompt=known.persona,
+            business_name=known.business_name,
+            hours=known.hours,
+            faq=tuple(FaqEntry(phrases=item.questions, answer=item.answer) for item in known.faq),
+            links=known.links,
+            contact=known.contact,
+            retrieval_examples=known.retrieval_examples if known.retrieval else 0,
+        )
 
     @property
     def texts(self) -> Texts:
@@ -71,7 +89,7 @@ class BotPolicy(BaseModel):
         """Fixed sentences that mark a bot turn as "could not answer", in every language."""
         return tuple(texts.cannot_answer for texts in TEXTS.values())
 
-    def full_system_prompt(self, tool_name: str) -> str:
+    def full_system_prompt(self, tool_name: str, *, hours_now: str | None = None) -> str:
         """The system message sent to the LLM: the business's prompt, facts, then Baton's rules."""
         texts = self.texts
         persona = self.system_prompt or texts.default_persona.format(
@@ -80,8 +98,19 @@ class BotPolicy(BaseModel):
         parts = [persona.strip()]
         if self.business_name:
             parts.append(f"Business name: {self.business_name}")
-        if self.business_hours:
+        if hours_now:
+            parts.append(hours_now)
+        elif self.business_hours:
             parts.append(f"Opening hours: {self.business_hours}")
+        if self.faq:
+            parts.append(
+                "Answers the business wrote for common questions:\n"
+                + "\n".join(f"- {entry.phrases[0]}: {entry.answer}" for entry in self.faq)
+            )
+        if self.links:
+            parts.append("Links: " + "; ".join(f"{link.title}: {link.url}" for link in self.links))
+        if self.contact:
+            parts.append(f"Contact outside this chat: {self.contact}")
         parts.append(
             _RULES.format(
                 language=texts.language_name, tool=tool_name, marker=self.cannot_help_marker

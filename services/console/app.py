@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import structlog
 from fastapi import FastAPI
 
 from baton.broker import Broker
 from baton.conversations import Conversations
-from baton.runtime import add_ops_routes, serve_http
+from baton.runtime import ReadinessCheck, add_ops_routes, serve_http, store_reasons
 from baton.settings import Settings
 from baton.store import open_store
-from services.console import events, onboarding, routes
+from services.console import events, knowledge, onboarding, routes
 from services.console.agents import Directory, load_directory
 from services.console.context import Console
 from services.console.feed import EventFeed
 from services.console.hub import EventHub
+from services.console.mcp_server import http as mcp_http
 
 log = structlog.get_logger()
 
 
-def create_app(
-    console: Console, directory: Directory, ready: Callable[[], Awaitable[bool]]
-) -> FastAPI:
+def create_app(console: Console, directory: Directory, ready: ReadinessCheck) -> FastAPI:
     """The agent API around already-built handles (real in `main`, or a test's)."""
     app = FastAPI(
         title="Baton console",
@@ -36,10 +34,12 @@ def create_app(
     app.state.console = console
     app.state.directory = directory
     app.add_exception_handler(routes.ConflictError, routes.conflict_response)
-    add_ops_routes(app, ready)
+    add_ops_routes(app, ready, liveness_grace=console.settings.liveness_grace_seconds)
     app.include_router(routes.router)
     app.include_router(events.router)
     app.include_router(onboarding.router)  # Coexistence onboarding (the history area's routes)
+    app.include_router(knowledge.router)  # the bot's knowledge of each number
+    mcp_http.mount(app, console, directory)  # MCP at /mcp (run by `mcp_http.running` in main)
     return app
 
 
@@ -60,22 +60,31 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
         conversations = Conversations(store, broker, settings.numbers())
         console = Console(settings, store, broker, conversations, hub)
 
-        async def ready() -> bool:
-            return broker.connected and feed.connected and await store.ping()
+        async def ready() -> list[str]:
+            reasons = broker.not_ready_reasons()
+            if not feed.consuming:
+                reasons.append(f"not consuming {feed.queue_name}")
+            return reasons + await store_reasons(store.ping)
 
         app = create_app(console, directory, ready)
         http_stop = asyncio.Event()
-        server = asyncio.create_task(
-            serve_http(app, host=settings.console_host, port=settings.console_port, stop=http_stop)
-        )
-        log.info("console.listening", url=f"http://{settings.console_host}:{settings.console_port}")
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({server, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        # Event streams never end by themselves: end them, then let requests in flight finish.
-        hub.close()
-        http_stop.set()
-        await server
+        # uvicorn runs with lifespan off: the MCP session manager's task group is started here.
+        async with mcp_http.running(app):
+            server = asyncio.create_task(
+                serve_http(
+                    app, host=settings.console_host, port=settings.console_port, stop=http_stop
+                )
+            )
+            log.info(
+                "console.listening", url=f"http://{settings.console_host}:{settings.console_port}"
+            )
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({server, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            # Event streams never end by themselves: end them, then let requests in flight finish.
+            hub.close()
+            http_stop.set()
+            await server
     finally:
         await feed.close()
         await broker.close()

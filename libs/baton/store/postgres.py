@@ -20,11 +20,21 @@ from baton.store._pg import (
     to_stored_message,
 )
 from baton.store.handoff_records import StoredInbound
+from baton.store.pg_accounts import PostgresAccountsStore
+from baton.store.pg_audit import PostgresAuditStore
+from baton.store.pg_chatwoot import PostgresChatwootStore
 from baton.store.pg_console import PostgresConsoleStore
+from baton.store.pg_desk import PostgresDeskStore
+from baton.store.pg_event_log import PostgresEventLogStore
 from baton.store.pg_handoff import PostgresHandoffStore, state_of
 from baton.store.pg_history import PostgresHistoryStore
+from baton.store.pg_knowledge import PostgresKnowledgeStore
+from baton.store.pg_media import PostgresMediaStore
 from baton.store.pg_outbox import PostgresOutboxStore
+from baton.store.pg_search import PostgresSearchStore
 from baton.store.pg_stats import PostgresStatsStore
+from baton.store.pg_waba import PostgresWabaStore
+from baton.store.pg_workflow import PostgresWorkflowStore
 from baton.store.records import (
     Conversation,
     NewInbound,
@@ -105,6 +115,16 @@ class PostgresStore(
     PostgresOutboxStore,
     PostgresConsoleStore,
     PostgresStatsStore,
+    PostgresEventLogStore,  # reliability: the console's shared event log
+    PostgresWabaStore,  # reliability: template statuses, marketing opt-outs, number changes
+    PostgresMediaStore,  # media: files of media messages and their downloads
+    PostgresAccountsStore,  # the desk: accounts, sessions, failed sign-ins
+    PostgresDeskStore,  # the desk: inbox views and read markers
+    PostgresAuditStore,  # mcp/search: the console's audit log
+    PostgresSearchStore,  # mcp/search: full-text message search
+    PostgresChatwootStore,  # chatwoot: id links, conversation twins, expected echoes
+    PostgresKnowledgeStore,  # knowledge: stored knowledge bases, past-answer retrieval
+    PostgresWorkflowStore,  # workflow: presence, the fair queue, assignment, notes, resolve
 ):
     """asyncpg pool behind the Store protocol."""
 
