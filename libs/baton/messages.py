@@ -309,3 +309,40 @@ class AgentActed(ConversationEvent):
     mode: Mode  # after the action
     epoch: int
     idempotency_key: str | None = None  # sends: the outbox's deduplication key
+
+
+# --- media (issue 18): customers' files, downloaded apart from the conversation ---------------
+
+
+class FetchMedia(Message):
+    """Download a customer's file from Meta into the blob store (and transcribe a voice note).
+
+    Published by the router for live media and by the history service for recent imported
+    media; idempotent by (phone_number_id, wamid).
+    """
+
+    TYPE: ClassVar[str] = "media.fetch"
+    phone_number_id: PhoneNumberId
+    wamid: Wamid
+    kind: str  # image, audio, video, document, sticker
+    media_id: str  # Meta's
+    conversation_id: ConversationId | None = None
+    wa_id: WaId | None = None
+    mime_type: str | None = None
+    sha256: str | None = None  # the webhook's (base64 or hex), checked after the download
+    caption: str | None = None
+    filename: str | None = None
+    voice: bool = False
+    animated: bool = False
+    imported: bool = False
+
+
+class MediaUpdated(ConversationEvent):
+    """A message's file was downloaded, given up on, or transcribed: agents refetch it."""
+
+    TYPE: ClassVar[str] = "event.conversation.media_updated"
+    wamid: Wamid
+    media_ref: int  # Baton's media id: GET /media/{media_ref} on the console
+    status: str  # available, unavailable
+    reason: str | None = None
+    transcript: str | None = None

@@ -43,8 +43,9 @@ from baton.handoff import (
 from baton.messages import SendText
 from baton.store.console_records import ConversationQuery, ConversationSummary
 from baton.types import Author, ConversationId, Mode, PhoneNumberId
-from services.console import cursor, metrics
+from services.console import audit, cursor, metrics
 from services.console.agents import Kind, Principal
+from services.console.audit import Via
 from services.console.auth import Agent, AnyPrincipal, check_number, forbidden
 from services.console.context import Console, ConsoleDep
 from services.console.schemas import (
@@ -116,6 +117,30 @@ async def list_conversations(
     limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
 ) -> ConversationList:
     """Conversations, most recent live activity first (imported-only ones last)."""
+    return await conversation_page(
+        console,
+        principal,
+        mode=mode,
+        number=number,
+        assignee=assignee,
+        waiting=waiting,
+        cursor_=cursor_,
+        limit=limit,
+    )
+
+
+async def conversation_page(
+    console: Console,
+    principal: Principal,
+    *,
+    mode: Mode | None = None,
+    number: PhoneNumberId | None = None,
+    assignee: str | None = None,
+    waiting: bool = False,
+    cursor_: str | None = None,
+    limit: int | None = None,
+) -> ConversationList:
+    """One page of the conversations `principal` may see (the route's and MCP's listing)."""
     after_activity, after_id = cursor.decode(cursor_) if cursor_ is not None else (None, None)
     query = ConversationQuery(
         mode=mode,
@@ -139,9 +164,10 @@ async def list_conversations(
     )
 
 
-async def _summary(
+async def conversation_summary(
     console: Console, principal: Principal, cid: ConversationId
 ) -> ConversationSummary:
+    """One conversation, if `principal` may see it (404 unknown, 403 out of scope)."""
     summary = await console.store.conversation_summary(cid)
     if summary is None:
         raise _not_found()
@@ -154,7 +180,7 @@ async def get_conversation(
     conversation_id: ConversationId, console: ConsoleDep, principal: AnyPrincipal
 ) -> ConversationSummary:
     """One conversation: who holds it, its epoch, the last message."""
-    return await _summary(console, principal, conversation_id)
+    return await conversation_summary(console, principal, conversation_id)
 
 
 @router.get("/conversations/{conversation_id}/messages", responses=_NOT_FOUND)
@@ -166,7 +192,19 @@ async def list_messages(
     limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
 ) -> MessageList:
     """History in both directions, live and imported, newest page first, oldest first within."""
-    await _summary(console, principal, conversation_id)
+    return await message_history(console, principal, conversation_id, before=before, limit=limit)
+
+
+async def message_history(
+    console: Console,
+    principal: Principal,
+    conversation_id: ConversationId,
+    *,
+    before: str | None = None,
+    limit: int | None = None,
+) -> MessageList:
+    """One page of a conversation's history, going back from `before` (the route's and MCP's)."""
+    await conversation_summary(console, principal, conversation_id)
     position = None
     if before is not None:
         at, row_id = cursor.decode(before)
@@ -226,16 +264,35 @@ async def _apply(
 _HELD_BY_OTHER = (ConflictReason.HELD_BY_ANOTHER_AGENT, "another agent holds this conversation")
 
 
-async def _take_or_release(
-    console: Console, agent: Principal, cid: ConversationId, action: str, event: Event
+async def take_or_release(
+    console: Console,
+    agent: Principal,
+    cid: ConversationId,
+    action: str,
+    event: Event,
+    *,
+    via: Via = Via.API,
 ) -> HandoffState:
     """Takeover and release alike: any agent may, unless another agent holds the conversation."""
     state = await _state(console, agent, cid)
     decision = await _apply(
         console, action, cid, event, not_held_by_other(agent.id), _HELD_BY_OTHER, loaded=state
     )
-    log.info(f"console.{action}", conversation_id=cid, changed=decision.changed)
-    return HandoffState.of(decision.state, decision)
+    log.info(f"console.{action}", conversation_id=cid, changed=decision.changed, via=via.value)
+    after = decision.state
+    await audit.record(
+        console,
+        agent,
+        action,
+        via=via,
+        conversation_id=cid,
+        phone_number_id=after.phone_number_id,
+        wa_id=after.wa_id,
+        mode=after.mode,
+        epoch=after.epoch,
+        changed=decision.changed,
+    )
+    return HandoffState.of(after, decision)
 
 
 @router.post("/conversations/{conversation_id}/takeover", responses={**_CONFLICT, **_NOT_FOUND})
@@ -243,7 +300,7 @@ async def take_over(
     conversation_id: ConversationId, console: ConsoleDep, agent: Agent
 ) -> HandoffState:
     """Hold the conversation yourself: the bot stops answering it (its reply in flight too)."""
-    return await _take_or_release(
+    return await take_or_release(
         console, agent, conversation_id, "takeover", AgentTookOver(agent_id=agent.id)
     )
 
@@ -253,7 +310,7 @@ async def release(
     conversation_id: ConversationId, console: ConsoleDep, agent: Agent
 ) -> HandoffState:
     """Give the conversation back to the bot."""
-    return await _take_or_release(
+    return await take_or_release(
         console, agent, conversation_id, "release", AgentReleased(agent_id=agent.id)
     )
 
@@ -284,6 +341,19 @@ async def send_message(
     ] = None,
 ) -> SendAccepted:
     """Send the customer a text, as the agent holding it or as an external bot (see body)."""
+    return await send_text(console, principal, conversation_id, body, idempotency_key)
+
+
+async def send_text(
+    console: Console,
+    principal: Principal,
+    conversation_id: ConversationId,
+    body: SendMessage,
+    idempotency_key: str | None = None,
+    *,
+    via: Via = Via.API,
+) -> SendAccepted:
+    """Hand a text to the outbox under the send rules above (the route's and MCP's send)."""
     state = await _state(console, principal, conversation_id)
     key = _idempotency_key(principal, idempotency_key)
     if body.author == "human":
@@ -335,7 +405,20 @@ async def send_message(
         log.warning("console.send_not_confirmed", conversation_id=conversation_id, error=str(exc))
         raise _busy() from exc
     metrics.ACTIONS.labels(action=f"send_{body.author}", outcome="ok").inc()
-    log.info("console.sent", conversation_id=conversation_id, author=body.author)
+    log.info("console.sent", conversation_id=conversation_id, author=body.author, via=via.value)
+    await audit.record(
+        console,
+        principal,
+        "send",
+        via=via,
+        conversation_id=conversation_id,
+        phone_number_id=state.phone_number_id,
+        wa_id=state.wa_id,
+        mode=state.mode,
+        epoch=state.epoch,
+        changed=True,
+        detail={"idempotency_key": key, "author": body.author},
+    )
     return SendAccepted(
         idempotency_key=key,
         conversation_id=conversation_id,
