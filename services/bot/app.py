@@ -14,8 +14,9 @@ import asyncio
 
 import structlog
 
+from baton.blobs.factory import open_blob_store
 from baton.broker import Broker, Delivery, Poison
-from baton.broker.topology import BOT_REQUESTS
+from baton.broker.topology import BOT_REQUESTS, MEDIA_FETCH
 from baton.handoff import is_bot_reply_current
 from baton.knowledge import Knowledge
 from baton.messages import AskBot, BotTurnFinished, RequestHandoff, SendText
@@ -25,9 +26,13 @@ from baton.settings import NumbersConfig, Settings
 from baton.store import Store, open_store
 from baton.store.knowledge_records import PastAnswer
 from baton.types import Author
+from baton.whatsapp import GraphClient
 from services.bot.brain import answer
 from services.bot.knowledge import KnowledgeSource, keep_index_current
 from services.bot.llm import ChatModel, LLMClient
+from services.bot.media_ai import Describer, Transcriber
+from services.bot.media_fetch import MediaFetcher
+from services.bot.media_reading import MediaReader, Unread, handoff_summary, with_notice
 from services.bot.metrics import default_metrics
 from services.bot.policy import BotPolicy
 from services.bot.types import Handoff, Reply, Turn
@@ -40,9 +45,16 @@ COMMAND_TYPE = "command"
 
 class Bot:
     def __init__(
-        self, store: Store, broker: Broker, llm: ChatModel | None, numbers: NumbersConfig
+        self,
+        store: Store,
+        broker: Broker,
+        llm: ChatModel | None,
+        numbers: NumbersConfig,
+        *,
+        media: MediaReader | None = None,
     ) -> None:
         self._store = store
+        self._media = media  # media (issue 18): transcripts and descriptions of files
         self._broker = broker
         self._llm = llm
         self._numbers = numbers
@@ -86,6 +98,26 @@ class Bot:
             log.info("bot.request_stale", epoch=request.epoch, current_epoch=state.epoch)
             return
         policy = await self._policy(request.phone_number_id)
+        media_policy = self._numbers.get(request.phone_number_id).media_policy
+        unread: tuple[Unread, ...] = ()
+        if self._media is not None:
+            reading = await self._media.read(
+                request, policy.language, keep_placeholders=media_policy == "ignore"
+            )
+            request, unread = reading.request, reading.unread
+        if unread and media_policy == "handoff":
+            captions = "\n".join(m.text for m in request.messages if m.text.strip())
+            await self._broker.publish_command(
+                RequestHandoff(
+                    conversation_id=request.conversation_id,
+                    phone_number_id=request.phone_number_id,
+                    wa_id=request.wa_id,
+                    epoch=request.epoch,
+                    reason="media_unreadable",
+                    summary=handoff_summary(unread, policy.language, captions),
+                )
+            )
+            return
         # The burst itself is among the newest rows (the prompt takes it apart), so fetch that
         # many more than the prompt's depth of earlier turns.
         stored = await self._store.recent_messages(
@@ -104,6 +136,7 @@ class Bot:
             metrics=default_metrics(),
             examples=await self._examples(request, policy),
         )
+        decision = with_notice(decision, unread, media_policy, policy.language)
         if isinstance(decision, Handoff):
             await self._broker.publish_command(
                 RequestHandoff(
@@ -154,7 +187,23 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     llm = LLMClient.from_settings(settings)
     log.info("bot.responder", llm=llm is not None, model=settings.llm_model)
     numbers = settings.numbers()
-    bot = Bot(store, broker, llm, numbers)
+    # Media (issue 18): downloads (media.fetch) and what the bot makes of files.
+    blobs = await open_blob_store(settings)
+    graph = GraphClient.from_settings(settings)
+    stt = Transcriber.from_settings(settings)
+    describer = Describer.from_settings(settings)
+    fetcher = MediaFetcher(
+        store, blobs, broker, graph, max_attempts=settings.max_delivery_attempts, stt=stt
+    )
+    reader = MediaReader(
+        store,
+        blobs,
+        transcribing=stt is not None,
+        describer=describer,
+        wait_seconds=settings.media_wait_seconds,
+    )
+    log.info("bot.media", transcription=stt is not None, vision=describer is not None)
+    bot = Bot(store, broker, llm, numbers, media=reader)
 
     async def index(stop: asyncio.Event) -> None:
         await keep_index_current(store, numbers, stop)
@@ -167,12 +216,17 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
             settings,
             stop,
             broker=broker,
-            subscriptions=[(BOT_REQUESTS, bot.on_request)],
+            subscriptions=[(BOT_REQUESTS, bot.on_request), (MEDIA_FETCH, fetcher.on_fetch)],
             ready=ready,
             background=[index],
         )
     finally:
         if llm is not None:
             await llm.aclose()
+        for client in (stt, describer):
+            if client is not None:
+                await client.aclose()
+        await graph.aclose()
+        await blobs.close()
         await broker.close()
         await store.close()

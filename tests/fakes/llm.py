@@ -17,12 +17,20 @@ Every call to ``POST /v1/chat/completions`` is recorded and consumes the next sc
 - ``GET /_control/holds/{id}`` → ``{"arrived": bool, "released": bool}``;
 - ``POST /_control/holds/{id}/release``;
 - ``GET /_control/requests`` → the recorded requests; ``POST /_control/reset``.
+
+Speech-to-text (media, issue 18): ``POST /v1/audio/transcriptions`` (multipart ``file`` +
+``model``, as OpenAI's) answers ``{"text": ...}``: whatever follows ``TRANSCRIPT:`` in the
+audio bytes (tests "record" speech that way), else ``"(inaudible)"``; ``fail_transcriptions(n)``
+makes the next n answer 500; ``GET /_control/transcriptions`` lists what was asked. A chat
+completion whose user turn carries an ``image_url`` part answers a fixed description naming the
+image's size, like a vision model.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import socket
@@ -36,8 +44,11 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import UploadFile as FormFile
 
 ECHO_PREFIX = "Resposta: "
+TRANSCRIPT_MARKER = b"TRANSCRIPT:"  # fake "speech": the words after it in the audio bytes
+VISION_PREFIX = "A photo: "  # the fake vision model's description starts so
 
 
 class Step(BaseModel):
@@ -109,6 +120,8 @@ class FakeLLM:
         self._pending_holds: deque[Hold] = deque()
         self._holds: dict[str, Hold] = {}
         self._stopping = asyncio.Event()
+        self.transcriptions: list[dict[str, Any]] = []
+        self._failing_transcriptions = 0
         self.app = self._build_app()
 
     # --- scripting ---------------------------------------------------------------------------
@@ -135,6 +148,10 @@ class FakeLLM:
     def empty_next(self) -> None:
         self.script(Step(kind="empty"))
 
+    def fail_transcriptions(self, count: int = 1) -> None:
+        """The next `count` transcription requests answer HTTP 500."""
+        self._failing_transcriptions += count
+
     def hold_next(self) -> Hold:
         """Hold the next call that arrives until the returned gate is released."""
         hold = Hold()
@@ -146,6 +163,8 @@ class FakeLLM:
         """Forget steps and recorded requests; release every hold."""
         self._steps.clear()
         self.requests.clear()
+        self.transcriptions.clear()
+        self._failing_transcriptions = 0
         self.release_all()
         self._pending_holds.clear()
         self._holds.clear()
@@ -180,6 +199,31 @@ class FakeLLM:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), step.delay_seconds)
             return await self._respond(step, body)
+
+        @app.post("/v1/audio/transcriptions")
+        async def transcriptions(request: Request) -> Response:
+            async with request.form() as form:
+                upload = form.get("file")
+                audio = await upload.read() if isinstance(upload, FormFile) else b""
+                model = form.get("model")
+                self.transcriptions.append(
+                    {
+                        "model": model if isinstance(model, str) else None,
+                        "bytes": len(audio),
+                        "filename": upload.filename if isinstance(upload, FormFile) else None,
+                        "authorization": request.headers.get("authorization"),
+                    }
+                )
+            if self._failing_transcriptions > 0:
+                self._failing_transcriptions -= 1
+                return JSONResponse({"error": {"message": "scripted failure"}}, status_code=500)
+            _, marker, spoken = audio.partition(TRANSCRIPT_MARKER)
+            text = spoken.decode("utf-8", "replace").strip() if marker else "(inaudible)"
+            return JSONResponse({"text": text})
+
+        @app.get("/_control/transcriptions")
+        async def list_transcriptions() -> list[dict[str, Any]]:
+            return self.transcriptions
 
         @app.post("/_control/steps", status_code=204)
         async def add_steps(request: Request) -> None:
@@ -243,6 +287,9 @@ class FakeLLM:
             }
             return JSONResponse(_completion(model, message, "tool_calls"))
         content = "" if step.kind == "empty" else step.text
+        image = _image_part(body)
+        if content is None and image is not None:
+            content = f"{VISION_PREFIX}{image}"
         if content is None:
             content = ECHO_PREFIX + _last_user_text(body)
         return JSONResponse(_completion(model, {"role": "assistant", "content": content}, "stop"))
@@ -257,6 +304,22 @@ def _completion(model: str, message: dict[str, Any], finish_reason: str) -> dict
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
     }
+
+
+def _image_part(body: dict[str, Any]) -> str | None:
+    """A description of the last user turn's image (`image_url` data URL), if it has one."""
+    messages = body.get("messages")
+    for message in reversed(messages if isinstance(messages, list) else []):
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            url = part.get("image_url", {}).get("url", "") if isinstance(part, dict) else ""
+            if isinstance(url, str) and url.startswith("data:"):
+                header, _, data = url.partition(",")
+                size = len(base64.b64decode(data)) if ";base64" in header else len(data)
+                return f"{header.removeprefix('data:').split(';')[0]} of {size} bytes"
+    return None
 
 
 def _last_user_text(body: dict[str, Any]) -> str:

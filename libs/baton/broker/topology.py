@@ -35,14 +35,13 @@ class QueueSpec:
     bindings: tuple[str, ...]
     single_active_consumer: bool = False
     extra_arguments: FieldTable = field(default_factory=dict)
+    dead_letter: bool = True  # False: what the queue drops (length, age) is gone for good
 
     def arguments(self) -> FieldTable:
-        args: FieldTable = {
-            "x-queue-type": "quorum",
-            "x-dead-letter-exchange": DLX,
-            "x-dead-letter-routing-key": self.name,
-            "x-delivery-limit": BROKER_DELIVERY_LIMIT,
-        }
+        args: FieldTable = {"x-queue-type": "quorum", "x-delivery-limit": BROKER_DELIVERY_LIMIT}
+        if self.dead_letter:
+            args["x-dead-letter-exchange"] = DLX
+            args["x-dead-letter-routing-key"] = self.name
         if self.single_active_consumer:
             args["x-single-active-consumer"] = True
         args.update(self.extra_arguments)
@@ -74,9 +73,48 @@ def outbox_number_queue(phone_number_id: str) -> QueueSpec:
 
 
 HISTORY_WEBHOOKS = QueueSpec(
-    "history.webhooks", WEBHOOKS, ("history", "smb_app_state_sync", "account_update")
+    "history.webhooks",
+    WEBHOOKS,
+    (
+        "history",
+        "smb_app_state_sync",
+        "account_update",
+        # Account-level fields the history service keeps for templates (issue 10).
+        "message_template_status_update",
+        "template_category_update",
+        "user_preferences",
+    ),
 )
-WEBHOOKS_UNROUTED = QueueSpec("webhooks.unrouted", UNROUTED, ("#",))
+# Fields nobody consumes (calls, quality updates, …) wait here for a person to look, bounded so
+# they cannot fill the broker's disk: the oldest go first past UNROUTED_MAX_* or after
+# UNROUTED_TTL_MS, and are not dead-lettered (a dead-letter queue would be unbounded again).
+# Changing a queue's arguments needs the queue deleted first: see README "Upgrading".
+UNROUTED_MAX_MESSAGES = 10_000
+UNROUTED_MAX_BYTES = 100 * 1024 * 1024
+UNROUTED_TTL_MS = 3 * 24 * 3600 * 1000
+WEBHOOKS_UNROUTED = QueueSpec(
+    "webhooks.unrouted",
+    UNROUTED,
+    ("#",),
+    extra_arguments={
+        "x-max-length": UNROUTED_MAX_MESSAGES,
+        "x-max-length-bytes": UNROUTED_MAX_BYTES,
+        "x-message-ttl": UNROUTED_TTL_MS,
+        "x-overflow": "drop-head",
+    },
+    dead_letter=False,
+)
+# Chatwoot bridge (issue 13): what it mirrors into Chatwoot, in order (one active consumer).
+# Deliberately not in QUEUES: the bridge is optional, and a queue every service declared would
+# fill up forever where it is not deployed; the bridge declares it when it starts consuming.
+CHATWOOT_EVENTS = QueueSpec(
+    "chatwoot.events",
+    EVENTS,
+    ("event.conversation.#", "event.message_sent", "event.send_failed"),
+    single_active_consumer=True,
+)
+# Media (issue 18): customers' files to download from Meta; consumed by the bot service.
+MEDIA_FETCH = QueueSpec("media.fetch", COMMANDS, ("media.fetch",))
 
 QUEUES: dict[str, QueueSpec] = {
     spec.name: spec
@@ -86,6 +124,7 @@ QUEUES: dict[str, QueueSpec] = {
         BOT_REQUESTS,
         OUTBOX_INTAKE,
         HISTORY_WEBHOOKS,
+        MEDIA_FETCH,
         WEBHOOKS_UNROUTED,
     )
 }
