@@ -6,6 +6,8 @@ file named by `BATON_AGENTS_FILE`:
     [agents.alice]
     token = "a long random string"
     numbers = ["900000000000001"]   # optional: only these business numbers (default: all)
+    admin = false                   # optional: may transfer/resolve what others hold
+    max_conversations = 5           # optional: capacity for auto-assignment and transfers
 
     [bots.helpdesk]
     token = "another long random string"
@@ -32,6 +34,7 @@ DEV_AGENT_TOKEN = "baton-dev-agent-token"
 MIN_PRODUCTION_TOKEN_LENGTH = 16
 # Words the API gives a meaning in `?assignee=`: no principal may be called that.
 RESERVED_IDS = frozenset({"me", "none"})
+DEFAULT_MAX_CONVERSATIONS = 5  # conversations an agent holds at most (issue 12)
 
 
 class AgentsConfigError(ValueError):
@@ -51,6 +54,10 @@ class Principal(BaseModel):
     id: str
     kind: Kind
     numbers: frozenset[PhoneNumberId] | None = None  # None → every business number
+    # Workflow (issue 12): an admin may transfer or resolve what others hold; auto-assignment
+    # (and transfers, takeovers) never give an agent more than `max_conversations`.
+    admin: bool = False
+    max_conversations: int = Field(default=DEFAULT_MAX_CONVERSATIONS, ge=1)
 
     def may_see(self, phone_number_id: PhoneNumberId) -> bool:
         return self.numbers is None or phone_number_id in self.numbers
@@ -59,8 +66,13 @@ class Principal(BaseModel):
 class _Entry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    token: SecretStr
+    token: SecretStr | None = None  # None: a desk-only agent (signs in with a password)
     numbers: tuple[PhoneNumberId, ...] | None = Field(default=None, min_length=1)
+    admin: bool = False
+    max_conversations: int = Field(default=DEFAULT_MAX_CONVERSATIONS, ge=1)
+    # The desk (services/console/accounts.py) seeds an account from these.
+    password_hash: str | None = None
+    name: str | None = None
 
     @field_validator("numbers", mode="before")
     @classmethod
@@ -81,7 +93,7 @@ class Directory:
         self._by_digest: dict[bytes, Principal] = {}
         self._by_id: dict[str, Principal] = {}
         for principal, token in entries:
-            _check_id(principal.id)
+            check_id(principal.id)
             if principal.id in self._by_id:
                 raise AgentsConfigError(f"principal {principal.id!r} is configured twice")
             if not token.get_secret_value():
@@ -102,8 +114,13 @@ class Directory:
     def ids(self) -> list[str]:
         return sorted(self._by_id)
 
+    def get(self, principal_id: str) -> Principal | None:
+        """The principal configured under this id, if any."""
+        return self._by_id.get(principal_id)
 
-def _check_id(principal_id: str) -> None:
+
+def check_id(principal_id: str) -> None:
+    """AgentsConfigError unless `principal_id` is usable as an agent's or bot's id."""
     if not principal_id or principal_id != principal_id.strip():
         raise AgentsConfigError(f"bad principal id {principal_id!r}")
     if any(ch in principal_id for ch in ":,") or principal_id.casefold() in RESERVED_IDS:
@@ -145,8 +162,28 @@ def parse_file(path: Path) -> list[tuple[Principal, SecretStr]]:
             except ValueError as exc:
                 raise AgentsConfigError(f"{table}.{principal_id} in {path}: {exc}") from exc
             numbers = frozenset(entry.numbers) if entry.numbers is not None else None
-            found.append((Principal(id=principal_id, kind=kind, numbers=numbers), entry.token))
+            if entry.token is None:
+                if entry.password_hash is None or kind is not Kind.AGENT:
+                    raise AgentsConfigError(f"{table}.{principal_id} in {path} needs a token")
+                continue  # seeded as a desk account, not a bearer principal
+            principal = Principal(
+                id=principal_id,
+                kind=kind,
+                numbers=numbers,
+                admin=entry.admin,
+                max_conversations=entry.max_conversations,
+            )
+            found.append((principal, entry.token))
     return found
+
+
+def _has_desk_passwords(path: Path | None) -> bool:
+    """Whether the agents file names desk accounts (`password_hash`): agents enough to start."""
+    if path is None:
+        return False
+    with path.open("rb") as fh:
+        section = tomllib.load(fh).get("agents", {})
+    return any(isinstance(v, Mapping) and "password_hash" in v for v in section.values())
 
 
 def load_directory(settings: Settings) -> Directory:
@@ -160,11 +197,12 @@ def load_directory(settings: Settings) -> Directory:
         entries += parse_file(settings.agents_file)
     production = settings.environment == "production"
     if not entries:
-        if production:
+        if not production:
+            entries = [(Principal(id=DEV_AGENT_ID, kind=Kind.AGENT), SecretStr(DEV_AGENT_TOKEN))]
+        elif not _has_desk_passwords(settings.agents_file):
             raise AgentsConfigError(
                 "production needs agents: set BATON_AGENT_TOKENS or BATON_AGENTS_FILE"
             )
-        entries = [(Principal(id=DEV_AGENT_ID, kind=Kind.AGENT), SecretStr(DEV_AGENT_TOKEN))]
     if production:
         for principal, token in entries:
             secret = token.get_secret_value()

@@ -1,4 +1,7 @@
-"""Bearer-token authentication: `require_agent` (people) and `require_principal` (agents or bots).
+"""Authentication: `require_agent` (people) and `require_principal` (agents or bots).
+
+Bearer tokens for API clients and bots; the desk's session cookie (services/console/sessions.py)
+for agents in a browser.
 
 No anonymous access: a missing or unknown token is 401; an authenticated caller acting on what
 it may not (a bot taking over, a number outside its scope) is 403.
@@ -14,12 +17,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Cookie, Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from baton.types import PhoneNumberId
-from services.console import metrics
+from services.console import metrics, sessions
 from services.console.agents import Directory, Kind, Principal
+from services.console.context import console_of
 
 log = structlog.get_logger()
 
@@ -45,15 +49,41 @@ def _unauthorized(reason: str) -> HTTPException:
 async def require_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session_token: Annotated[
+        str | None,
+        Cookie(alias=sessions.SESSION_COOKIE, include_in_schema=False),
+    ] = None,
 ) -> Principal:
-    """The authenticated caller, agent or bot (401 otherwise)."""
-    if credentials is None:
+    """The authenticated caller, agent or bot (401 otherwise).
+
+    A bearer token, or the desk's session cookie; a write with the cookie also needs the
+    session's CSRF token in `X-CSRF-Token` and no foreign `Origin` (403 otherwise).
+    """
+    if credentials is not None:
+        principal = directory_of(request).authenticate(credentials.credentials)
+        if principal is None:
+            raise _unauthorized("unknown_token")
+    elif session_token is not None:
+        principal = await _session_principal(request, session_token)
+    else:
         raise _unauthorized("missing")
-    principal = directory_of(request).authenticate(credentials.credentials)
-    if principal is None:
-        raise _unauthorized("unknown_token")
     structlog.contextvars.bind_contextvars(principal=principal.id)
     return principal
+
+
+async def _session_principal(request: Request, token: str) -> Principal:
+    console = console_of(request)
+    session = await sessions.lookup(console.store, console.settings, token)
+    if session is None:
+        raise _unauthorized("session_expired")
+    if request.method not in sessions.SAFE_METHODS and not (
+        sessions.same_origin(request)
+        and sessions.same_token(session.csrf_token, request.headers.get(sessions.CSRF_HEADER))
+    ):
+        metrics.CSRF_REFUSED.inc()
+        raise forbidden("a write from the desk needs its CSRF token")
+    request.state.desk_session = session
+    return sessions.principal_of(session, directory_of(request))
 
 
 async def require_agent(principal: Annotated[Principal, Depends(require_principal)]) -> Principal:
