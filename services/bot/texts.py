@@ -22,6 +22,8 @@ class Texts:
     cannot_answer: str
     offline_unanswered: str  # {cannot_answer} {echo}
     llm_unanswered: str  # {cannot_answer}
+    # The answer to a message WhatsApp could not show us (a poll, a view-once photo…).
+    unreadable: str
     default_persona: str  # {assistant}
     summary_reason: str
     summary_headline: str
@@ -35,6 +37,10 @@ class Texts:
 
 
 PT_BR = Texts(
+    unreadable=(
+        "Desculpe, não consegui ler a sua última mensagem: esse tipo de mensagem não chega "
+        "até mim. Pode escrever em texto? Se preferir falar com uma pessoa, escreva “atendente”."
+    ),
     language_name="Brazilian Portuguese",
     greeting="Olá! Sou o {assistant}. Como posso ajudar?",
     assistant="assistente virtual automático",
@@ -76,6 +82,10 @@ PT_BR = Texts(
 )
 
 EN = Texts(
+    unreadable=(
+        "Sorry, I could not read your last message: that kind of message does not reach me. "
+        "Could you write it as text? If you would rather talk to a person, type “agent”."
+    ),
     language_name="English",
     greeting="Hello! I'm the {assistant}. How can I help?",
     assistant="automated virtual assistant",
@@ -117,6 +127,10 @@ EN = Texts(
 )
 
 ES = Texts(
+    unreadable=(
+        "Lo siento, no pude leer tu último mensaje: ese tipo de mensaje no me llega. "
+        "¿Puedes escribirlo como texto? Si prefieres hablar con una persona, escribe “agente”."
+    ),
     language_name="Spanish",
     greeting="¡Hola! Soy el {assistant}. ¿En qué puedo ayudarte?",
     assistant="asistente virtual automático",

@@ -10,22 +10,35 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
 from pydantic import ValidationError
 
 from baton.broker import Delivery, Duplicate, Poison
-from baton.messages import WebhookChange
+from baton.media import fetch_command
+from baton.messages import FetchMedia, Message, WebhookChange
 from baton.store import Store
 from baton.store.history_records import ChunkStart, ContactChange, HistoryRow
+from baton.store.waba_records import (
+    MarketingPreference,
+    TemplateCategoryUpdate,
+    TemplateStatusUpdate,
+)
 from baton.types import PhoneNumberId
 from baton.whatsapp import HISTORY_DECLINED_CODE, ChangeField, HistoryMetadata, Metadata
-from baton.whatsapp.message import ErrorDetail
-from baton.whatsapp.payloads import AccountUpdateValue, PayloadError, parse_change
+from baton.whatsapp.message import ErrorDetail, WaMessage
+from baton.whatsapp.payloads import (
+    AccountUpdateValue,
+    PayloadError,
+    TemplateCategoryValue,
+    TemplateStatusValue,
+    UserPreferencesValue,
+    parse_change,
+)
 from services.history import metrics
 from services.history.backlog import (
     Rejected,
@@ -39,6 +52,7 @@ from services.history.backlog import (
 log = structlog.get_logger()
 
 OFFBOARDING_EVENTS = frozenset({"PARTNER_REMOVED", "ACCOUNT_OFFBOARDED"})
+MARKETING_CATEGORY = "marketing_messages"
 REJECTED_FIELD = "history.rejected"
 
 
@@ -50,9 +64,15 @@ class History:
     """Handles `history.webhooks` deliveries against the store."""
 
     def __init__(
-        self, store: Store, *, batch_size: int = 1000, clock: Callable[[], datetime] = _utcnow
+        self,
+        store: Store,
+        *,
+        batch_size: int = 1000,
+        clock: Callable[[], datetime] = _utcnow,
+        publish: Callable[[Message], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
+        self._publish = publish  # media (issue 18): asks for recent files' downloads
         self._batch_size = batch_size
         self._clock = clock
         self._learned: set[tuple[PhoneNumberId, str, str]] = set()
@@ -69,6 +89,12 @@ class History:
                 await self._on_state_sync(change, key)
             elif change.field == ChangeField.ACCOUNT_UPDATE:
                 await self._on_account_update(change, key)
+            elif change.field == ChangeField.TEMPLATE_STATUS:
+                await self._on_template_status(change)
+            elif change.field == ChangeField.TEMPLATE_CATEGORY:
+                await self._on_template_category(change)
+            elif change.field == ChangeField.USER_PREFERENCES:
+                await self._on_user_preferences(change)
             else:
                 raise Poison(f"history does not handle field {change.field!r}")
 
@@ -190,6 +216,9 @@ class History:
         stored, rejected = await self._store_rows(
             pnid, chunk_key, media_rows(media, business=business), fill_placeholders=True
         )
+        if self._publish is not None:  # before the chunk completes: a crash asks again
+            for command in media_fetches(pnid, media):
+                await self._publish(command)
         await self._store.complete_history_chunk(
             pnid, chunk_key, rejected=rejected, now=self._clock()
         )
@@ -279,7 +308,8 @@ class History:
             field=change.field, phone_number_id=pnid, dedupe_key=key, value=change.value
         )
         if value.event not in OFFBOARDING_EVENTS:
-            log.info("history.account_update", event=value.event)
+            # `event` is structlog's own argument (the log line's name): never pass it as a key.
+            log.info("history.account_update", account_event=value.event)
             return
         info = value.disconnection_info
         reason = ":".join(
@@ -302,6 +332,92 @@ class History:
                 waba_id=change.entry_id,
                 reason=reason,
             )
+
+    # --- templates and marketing preferences (used when sending templates) ----------------
+
+    async def _on_template_status(self, change: WebhookChange) -> None:
+        value = _parse(change, TemplateStatusValue)
+        applied = await self._store.record_template_status(
+            TemplateStatusUpdate(
+                waba_id=change.entry_id,
+                template_id=str(value.message_template_id),
+                name=value.message_template_name,
+                language=value.message_template_language,
+                category=value.message_template_category,
+                status=value.event,
+                reason=value.reason,
+                at=change.received_at,
+            )
+        )
+        metrics.ACCOUNT_UPDATES.labels(field=change.field, outcome=_applied(applied)).inc()
+        log.info(
+            "history.template_status",
+            template_id=str(value.message_template_id),
+            status=value.event,
+            applied=applied,
+        )
+
+    async def _on_template_category(self, change: WebhookChange) -> None:
+        value = _parse(change, TemplateCategoryValue)
+        category = value.new_category or value.correct_category
+        if category is None:
+            metrics.ACCOUNT_UPDATES.labels(field=change.field, outcome="ignored").inc()
+            log.info("history.template_category_without_category")
+            return
+        applied = await self._store.record_template_category(
+            TemplateCategoryUpdate(
+                waba_id=change.entry_id,
+                template_id=str(value.message_template_id),
+                name=value.message_template_name,
+                language=value.message_template_language,
+                category=category,
+                at=change.received_at,
+            )
+        )
+        metrics.ACCOUNT_UPDATES.labels(field=change.field, outcome=_applied(applied)).inc()
+        log.info("history.template_category", category=category, applied=applied)
+
+    async def _on_user_preferences(self, change: WebhookChange) -> None:
+        value = _parse(change, UserPreferencesValue)
+        pnid = value.metadata.phone_number_id
+        for item in value.user_preferences:
+            if item.category != MARKETING_CATEGORY or item.value not in ("stop", "resume"):
+                metrics.ACCOUNT_UPDATES.labels(field=change.field, outcome="ignored").inc()
+                log.info("history.user_preference_ignored", category=item.category)
+                continue
+            applied = await self._store.record_marketing_preference(
+                MarketingPreference(
+                    phone_number_id=pnid,
+                    wa_id=item.wa_id,
+                    opted_out=item.value == "stop",
+                    detail=item.detail,
+                    at=item.timestamp,
+                )
+            )
+            metrics.ACCOUNT_UPDATES.labels(field=change.field, outcome=_applied(applied)).inc()
+            log.info(
+                "history.marketing_preference",
+                phone_number_id=pnid,
+                preference=item.value,
+                applied=applied,
+            )
+
+
+_V = TypeVar("_V", TemplateStatusValue, TemplateCategoryValue, UserPreferencesValue)
+
+
+def _parse(change: WebhookChange, model: type[_V]) -> _V:
+    try:
+        value = parse_change(change.field, change.value)
+    except PayloadError as exc:
+        raise Poison(str(exc)) from exc
+    if not isinstance(value, model):  # the dispatch above names the field: cannot happen
+        raise Poison(f"{change.field!r} did not parse as {model.__name__}")
+    return value
+
+
+def _applied(applied: bool) -> str:
+    return "applied" if applied else "stale"
 
 
 def _metadata(value: dict[str, Any], field: str) -> Metadata:
@@ -327,3 +443,15 @@ def _content_key(change: WebhookChange) -> str:
         [change.entry_id, change.field, change.value], option=orjson.OPT_SORT_KEYS
     )
     return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def media_fetches(pnid: PhoneNumberId, media: list[Any]) -> Iterator[FetchMedia]:
+    """The downloads recent imported media asks for (media, issue 18)."""
+    for raw in media:
+        try:
+            message = WaMessage.model_validate(raw)
+        except ValidationError:
+            continue  # parked with its chunk already
+        command = fetch_command(pnid, message, imported=True)
+        if command is not None:
+            yield command

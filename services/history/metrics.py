@@ -69,3 +69,9 @@ IMPORT_PERCENT = Gauge(
     "baton_history_import_progress_percent",
     "Lowest import progress (Meta's percent) among numbers still importing; 100 when none.",
 )
+
+ACCOUNT_UPDATES = Counter(
+    "baton_history_account_updates_total",
+    "Template status/category and marketing preference webhooks, by field and outcome.",
+    ["field", "outcome"],  # outcome: applied, stale (an older update than the one kept), ignored
+)

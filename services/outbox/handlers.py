@@ -138,9 +138,10 @@ class Outbox:
                     conversation_id=send.conversation_id,
                     phone_number_id=send.phone_number_id,
                     author=send.author,
-                    body=send.body,
+                    body=send.body or (f"[{send.media.kind}]" if send.media else ""),
                     epoch=send.epoch,
                     agent_id=send.agent_id,
+                    type=send.media.kind if send.media else "text",
                 ),
                 abandon_after_seconds=self._abandon_after,
             )
@@ -196,13 +197,25 @@ class Outbox:
         )
         started = self._clock()
         try:
-            result = await self._graph.send_text(
-                send.phone_number_id,
-                send.to,
-                body,
-                reply_to=send.reply_to,
-                biz_opaque_callback_data=f"baton:{send.author}",
-            )
+            if send.media is not None:  # media (issue 18): uploaded to Meta, sent by its id
+                result = await self._graph.send_media(
+                    send.phone_number_id,
+                    send.to,
+                    send.media.kind,
+                    send.media.media_id,
+                    caption=send.media.caption,
+                    filename=send.media.filename,
+                    reply_to=send.reply_to,
+                    biz_opaque_callback_data=f"baton:{send.author}",
+                )
+            else:
+                result = await self._graph.send_text(
+                    send.phone_number_id,
+                    send.to,
+                    body,
+                    reply_to=send.reply_to,
+                    biz_opaque_callback_data=f"baton:{send.author}",
+                )
         except GraphError as exc:
             return await self._failed_call(send, exc, self._call_since(started))
         call = self._call_since(started)
@@ -310,7 +323,7 @@ class Outbox:
                 return
             except Exception as exc:
                 if attempt == 3:
-                    log.error("outbox.event_not_published", event=event.TYPE, error=repr(exc))
+                    log.error("outbox.event_not_published", event_type=event.TYPE, error=repr(exc))
                     return
                 await asyncio.sleep(0.2 * attempt)
 

@@ -32,6 +32,7 @@ from baton.handoff import (
     Event,
     parse_owner_command,
 )
+from baton.media import fetch_command
 from baton.messages import (
     BotTurnFinished,
     ConversationEvent,
@@ -44,6 +45,7 @@ from baton.offboarding import OffboardedNumbers
 from baton.store import Store
 from baton.store.handoff_records import EchoOutcome, NewEcho
 from baton.store.records import Conversation, DeliveryStatus, NewInbound, StatusUpdate
+from baton.store.waba_records import NumberChange
 from baton.types import Author, Mode, PhoneNumberId, Wamid
 from baton.whatsapp.message import WaMessage
 from baton.whatsapp.payloads import (
@@ -144,11 +146,12 @@ class Router:
         retried: bool,
     ) -> None:
         contact = value.contact_for(message.from_)
+        wa_id = await self._customer_wa_id(phone_number_id, message)
         text = render_text(message)
         stored = await self._store.record_inbound_for_routing(
             NewInbound(
                 phone_number_id=phone_number_id,
-                wa_id=message.from_,
+                wa_id=wa_id,
                 wamid=message.id,
                 type=message.type,
                 body=text,
@@ -158,6 +161,12 @@ class Router:
             )
         )
         conversation = stored.conversation
+        # Media (issue 18): the file is downloaded apart (bot service), during the debounce.
+        fetch = fetch_command(
+            phone_number_id, message, conversation_id=conversation.id, wa_id=conversation.wa_id
+        )
+        if fetch is not None and (stored.stored_now or retried):
+            await self._broker.publish_command(fetch)
         with structlog.contextvars.bound_contextvars(
             conversation_id=conversation.id, wamid=message.id
         ):
@@ -187,6 +196,32 @@ class Router:
                 message.timestamp,
                 mode,
             )
+
+    async def _customer_wa_id(self, phone_number_id: PhoneNumberId, message: WaMessage) -> str:
+        """Whose conversation a message belongs to: a number-change notice moves it first."""
+        system = message.system
+        new_wa_id = system.number_changed_to if system is not None else None
+        if system is None or new_wa_id is None or new_wa_id == message.from_:
+            return message.from_
+        result = await self._store.move_customer(
+            NumberChange(
+                phone_number_id=phone_number_id,
+                wamid=message.id,
+                old_wa_id=system.customer or message.from_,
+                new_wa_id=new_wa_id,
+                at=message.timestamp,
+            )
+        )
+        if result.recorded_now:
+            metrics.NUMBER_CHANGES.labels(outcome=result.outcome.value).inc()
+        log.info(
+            "router.customer_number_changed",
+            outcome=result.outcome.value,
+            conversation_id=result.conversation_id,
+            recorded_now=result.recorded_now,
+        )
+        # The notice itself is kept in the conversation the customer now writes from.
+        return new_wa_id
 
     async def _on_status(
         self, phone_number_id: PhoneNumberId, status: Status, *, retried: bool

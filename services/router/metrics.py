@@ -141,3 +141,10 @@ CONVERSATIONS = Gauge(
     "Conversations by mode (bot, human, paused), counted in the store (global, not per replica).",
     ["mode"],
 )
+
+NUMBER_CHANGES = Counter(
+    "baton_router_customer_number_changes_total",
+    "Customers' number-change notices applied, by outcome (moved: the conversation follows the"
+    " new wa_id; kept_both: the new wa_id had its own; no_conversation: nothing to move).",
+    ["outcome"],
+)

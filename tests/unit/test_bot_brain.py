@@ -200,3 +200,42 @@ def test_policy_for_number() -> None:
     )
     assert custom.language == "en"
     assert custom.handoff_phrases == ("human",)
+
+
+@pytest.mark.parametrize(
+    ("language", "start"),
+    [
+        ("pt-BR", "Desculpe, não consegui ler"),
+        ("en", "Sorry, I could not read"),
+        ("es", "Lo siento"),
+    ],
+)
+async def test_a_burst_we_cannot_read_is_answered_in_the_numbers_language(
+    language: str, start: str
+) -> None:
+    unreadable = ask("[unsupported message]").model_copy(
+        update={
+            "messages": (
+                BurstMessage(
+                    wamid="u1", type="unsupported", text="[unsupported message]", timestamp=T0
+                ),
+            )
+        }
+    )
+    decision = await answer(unreadable, [], llm=None, policy=BotPolicy(language=language))
+    assert isinstance(decision, Reply) and decision.text.startswith(start)
+
+
+async def test_an_unreadable_message_beside_text_leaves_the_text_to_the_responder() -> None:
+    mixed = ask("Oi!").model_copy(
+        update={
+            "messages": (
+                BurstMessage(wamid="t1", type="text", text="Oi!", timestamp=T0),
+                BurstMessage(
+                    wamid="u1", type="unsupported", text="[unsupported message]", timestamp=T0
+                ),
+            )
+        }
+    )
+    decision = await answer(mixed, [], llm=None, policy=POLICY)
+    assert isinstance(decision, Reply) and not decision.text.startswith(PT_BR.unreadable[:20])

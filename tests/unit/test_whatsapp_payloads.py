@@ -443,9 +443,9 @@ def test_timestamps_are_aware_utc() -> None:
 
 def test_unknown_field_has_its_own_error() -> None:
     with pytest.raises(UnknownFieldError) as caught:
-        parse_change("message_template_status_update", {"event": "APPROVED"})
+        parse_change("phone_number_quality_update", {"event": "FLAGGED"})
     assert isinstance(caught.value, PayloadError)
-    assert caught.value.field == "message_template_status_update"
+    assert caught.value.field == "phone_number_quality_update"
 
 
 @pytest.mark.parametrize(

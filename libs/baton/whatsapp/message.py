@@ -9,9 +9,9 @@ details are lenient because a missing caption must never cost us a message.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import Field, SkipValidation, model_validator
+from pydantic import BeforeValidator, Field, SkipValidation, model_validator
 
 from baton.types import JSON, Wamid
 from baton.whatsapp._base import PhoneNumber, UnixTime, WaModel
@@ -34,6 +34,7 @@ class MessageType(StrEnum):
     EDIT = "edit"
     REVOKE = "revoke"
     UNSUPPORTED = "unsupported"
+    SYSTEM = "system"
     MEDIA_PLACEHOLDER = "media_placeholder"  # history: media without content
 
 
@@ -176,6 +177,32 @@ class Unsupported(WaModel):
     type: str | None = None
 
 
+def _string_or_none(value: object) -> object:
+    # One library has seen `type` sent as an object; a notice must never cost us the message.
+    return value if isinstance(value, str) or value is None else None
+
+
+NUMBER_CHANGE_TYPES = frozenset({"customer_changed_number", "user_changed_number"})
+
+
+class System(WaModel):
+    """A notice from WhatsApp about the customer (a new number, a new identity)."""
+
+    type: Annotated[str | None, BeforeValidator(_string_or_none)] = None
+    body: str | None = None
+    wa_id: PhoneNumber | None = None  # the customer's new wa_id after a number change
+    new_wa_id: PhoneNumber | None = None  # the same, as some versions name it
+    customer: PhoneNumber | None = None  # the customer's wa_id before the change
+    identity: str | None = None
+
+    @property
+    def number_changed_to(self) -> str | None:
+        """The customer's new wa_id if this notice says their number changed."""
+        if self.type not in NUMBER_CHANGE_TYPES:
+            return None
+        return self.wa_id or self.new_wa_id
+
+
 class ReferredProduct(WaModel):
     catalog_id: str | None = None
     product_retailer_id: str | None = None
@@ -251,12 +278,15 @@ class MessageContent(WaModel):
     edit: Edit | None = None
     revoke: Revoke | None = None
     unsupported: Unsupported | None = None
+    system: System | None = None
     context: Context | None = None
 
     @model_validator(mode="after")
     def _content_matches_type(self) -> Self:
         attr = _REQUIRED_CONTENT.get(self.type)
-        if attr is not None and getattr(self, attr) is None:
+        # Meta may send `errors` instead of the content object (an interactive message it
+        # could not render): the message is still the customer's, and still to be answered.
+        if attr is not None and getattr(self, attr) is None and not getattr(self, "errors", ()):
             raise ValueError(f"message of type {self.type!r} has no {attr!r} object")
         return self
 

@@ -27,6 +27,9 @@ class ChangeField(StrEnum):
     HISTORY = "history"
     STATE_SYNC = "smb_app_state_sync"
     ACCOUNT_UPDATE = "account_update"
+    TEMPLATE_STATUS = "message_template_status_update"
+    TEMPLATE_CATEGORY = "template_category_update"
+    USER_PREFERENCES = "user_preferences"
 
 
 class PayloadError(ValueError):
@@ -227,6 +230,51 @@ class AccountUpdateValue(WaModel):
     metadata: Metadata | None = None
 
 
+# --- fields "message_template_status_update", "template_category_update" ---------------
+# Both name the WABA only in `entry[].id`, never a phone number: templates belong to the WABA.
+
+
+class TemplateStatusValue(WaModel):
+    """A template was approved, rejected, paused, disabled … (`event` is the new status)."""
+
+    event: str
+    message_template_id: int | str
+    message_template_name: str | None = None
+    message_template_language: str | None = None
+    message_template_category: str | None = None
+    reason: str | None = None  # null when scheduled for deletion
+
+
+class TemplateCategoryValue(WaModel):
+    """Meta moved (or will move) a template to another category."""
+
+    message_template_id: int | str
+    message_template_name: str | None = None
+    message_template_language: str | None = None
+    previous_category: str | None = None
+    new_category: str | None = None
+    correct_category: str | None = None  # announced ahead of the change
+
+
+# --- field "user_preferences" ----------------------------------------------------------
+
+
+class UserPreference(WaModel):
+    """A customer stopped or resumed marketing messages (`value`: "stop" | "resume")."""
+
+    wa_id: PhoneNumber
+    category: str
+    value: str
+    detail: str | None = None
+    timestamp: UnixTime
+
+
+class UserPreferencesValue(WaModel):
+    messaging_product: str = "whatsapp"
+    metadata: Metadata
+    user_preferences: tuple[UserPreference, ...] = ()
+
+
 # --- the envelope ----------------------------------------------------------------------
 
 
@@ -249,7 +297,14 @@ class Envelope(WaModel):
 
 
 ChangeValue: TypeAlias = (
-    MessagesValue | EchoesValue | HistoryValue | StateSyncValue | AccountUpdateValue
+    MessagesValue
+    | EchoesValue
+    | HistoryValue
+    | StateSyncValue
+    | AccountUpdateValue
+    | TemplateStatusValue
+    | TemplateCategoryValue
+    | UserPreferencesValue
 )
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -260,6 +315,9 @@ _MODELS: dict[str, type[ChangeValue]] = {
     ChangeField.HISTORY: HistoryValue,
     ChangeField.STATE_SYNC: StateSyncValue,
     ChangeField.ACCOUNT_UPDATE: AccountUpdateValue,
+    ChangeField.TEMPLATE_STATUS: TemplateStatusValue,
+    ChangeField.TEMPLATE_CATEGORY: TemplateCategoryValue,
+    ChangeField.USER_PREFERENCES: UserPreferencesValue,
 }
 
 
@@ -273,6 +331,16 @@ def parse_change(field: Literal["history"], value: Any) -> HistoryValue: ...
 def parse_change(field: Literal["smb_app_state_sync"], value: Any) -> StateSyncValue: ...
 @overload
 def parse_change(field: Literal["account_update"], value: Any) -> AccountUpdateValue: ...
+@overload
+def parse_change(
+    field: Literal["message_template_status_update"], value: Any
+) -> TemplateStatusValue: ...
+@overload
+def parse_change(
+    field: Literal["template_category_update"], value: Any
+) -> TemplateCategoryValue: ...
+@overload
+def parse_change(field: Literal["user_preferences"], value: Any) -> UserPreferencesValue: ...
 @overload
 def parse_change(field: str, value: Any) -> ChangeValue: ...
 def parse_change(field: str, value: Any) -> ChangeValue:
