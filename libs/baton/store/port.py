@@ -51,6 +51,7 @@ from baton.store.history_records import (
 )
 from baton.store.knowledge_records import PastAnswer, StoredKnowledge
 from baton.store.media_records import MediaRecord, NewMedia
+from baton.store.ops_records import DlqReplay
 from baton.store.outbox_records import OutboundClaim
 from baton.store.records import (
     Conversation,
@@ -484,6 +485,16 @@ class Store(Protocol):
         """Messages of one number matching a full-text query in its language, newest first."""
         ...
 
+    # --- operations: dead-letter replays (issue 17) ----------------------------------------
+
+    async def record_dlq_replay(self, replay: DlqReplay) -> None:
+        """Record that an operator sent a dead-lettered message back."""
+        ...
+
+    async def dlq_replays(self, queue: str | None = None, *, limit: int = 100) -> list[DlqReplay]:
+        """The latest replays, newest first."""
+        ...
+
     # --- knowledge: per-number knowledge bases and past-answer retrieval (issue 15) --------
 
     async def load_knowledge(self, phone_number_id: PhoneNumberId) -> StoredKnowledge | None:
@@ -507,8 +518,9 @@ class Store(Protocol):
         default_language: str,
         skip_bot_prefixes: Sequence[str] = (),
         batch: int = 5000,
-    ) -> int:
-        """One pass pairing new business answers with the customer's words before them."""
+    ) -> tuple[int, bool]:
+        """One pass pairing new business answers with the customer's words before them:
+        how many pairs it added, and whether more new rows wait."""
         ...
 
     async def retrieve_past_answers(
@@ -623,6 +635,10 @@ class Store(Protocol):
         """Given up on the download (never downgrades an available file)."""
         ...
 
+    async def media_uploaded(self, media_id: int, *, meta_media_id: str) -> None:
+        """An agent's file was uploaded to Meta under this media id (sent by id)."""
+        ...
+
     async def media_described(
         self, media_id: int, *, transcript: str | None = None, description: str | None = None
     ) -> None:
@@ -734,6 +750,11 @@ class Store(Protocol):
 
     async def waiting_queue(self, query: ConversationQuery) -> ConversationPage:
         """Waiting conversations, longest wait first; the keyset is (waiting_since, id)."""
+        ...
+
+    async def customer_window_expires_at(self, conversation_id: ConversationId) -> datetime | None:
+        """When the customer-service window closes, from the stored customer messages
+        (24 h after the newest, 72 h after one from a click-to-WhatsApp ad); None if closed."""
         ...
 
     async def add_note(self, note: NewNote) -> StoredNote:

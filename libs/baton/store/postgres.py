@@ -30,6 +30,7 @@ from baton.store.pg_handoff import PostgresHandoffStore, state_of
 from baton.store.pg_history import PostgresHistoryStore
 from baton.store.pg_knowledge import PostgresKnowledgeStore
 from baton.store.pg_media import PostgresMediaStore
+from baton.store.pg_ops import PostgresOpsStore
 from baton.store.pg_outbox import PostgresOutboxStore
 from baton.store.pg_search import PostgresSearchStore
 from baton.store.pg_stats import PostgresStatsStore
@@ -124,6 +125,7 @@ class PostgresStore(
     PostgresSearchStore,  # mcp/search: full-text message search
     PostgresChatwootStore,  # chatwoot: id links, conversation twins, expected echoes
     PostgresKnowledgeStore,  # knowledge: stored knowledge bases, past-answer retrieval
+    PostgresOpsStore,  # operations: dead-letter replays
     PostgresWorkflowStore,  # workflow: presence, the fair queue, assignment, notes, resolve
 ):
     """asyncpg pool behind the Store protocol."""
