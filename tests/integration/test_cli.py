@@ -84,6 +84,7 @@ async def test_a_poison_message_is_shown_then_replayed_once_to_its_queue_and_rec
     done = baton("dlq", "replay", queue, "--limit", "5", amqp_url=amqp_url, pg_url=pg_url)
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["replayed"]) == 1
+
     async def replayed() -> bool:
         return len(handled) == 1
 
