@@ -33,8 +33,10 @@ PLANNED_SERVICES: frozenset[str] = frozenset()
 
 
 def services() -> frozenset[str]:
-    """Every runnable service: a `services/<name>/__main__.py`."""
-    return frozenset(p.parent.name for p in (ROOT / "services").glob("*/__main__.py"))
+    """Every long-running service: a `services/<name>/app.py` (its wiring and `main`).
+
+    `services/cli` is the operators' command line, run on demand, not a service."""
+    return frozenset(p.parent.name for p in (ROOT / "services").glob("*/app.py"))
 
 
 def load_yaml(path: Path) -> Any:

@@ -113,6 +113,20 @@ def test_alert_rules_are_complete_and_read_only_exported_series() -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_every_alert_links_its_runbook_and_the_runbook_uses_the_cli() -> None:
+    missing = []
+    for rule in _rules():
+        url = rule["annotations"].get("runbook_url", "")
+        page = ROOT / url
+        if url != f"docs/runbooks/{rule['alert']}.md" or not page.is_file():
+            missing.append(f"{rule['alert']}: runbook_url {url!r}")
+        elif "# " + rule["alert"] not in page.read_text(encoding="utf-8"):
+            missing.append(f"{rule['alert']}: {url} is about another alert")
+    assert not missing, "\n".join(missing)
+    pages = (ROOT / "docs" / "runbooks").glob("Baton*.md")
+    assert any("baton dlq replay" in page.read_text(encoding="utf-8") for page in pages)
+
+
 def _aggregations(expr: str) -> list[tuple[str, set[str]]]:
     """Each aggregation in `expr` (its operator) with the metric names it aggregates."""
     for macro, value in _metrics.GRAFANA_MACROS.items():
