@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from baton.store.pg_console import _history_message
 from baton.store.search_records import MessageSearch, SearchHit, SearchPage
+from baton.types import Author, Direction
 
 # A per-number language code (pt-BR, es, en …) by its primary subtag → PostgreSQL configuration.
 _CONFIGS = {"pt": "portuguese", "es": "spanish", "en": "english"}
@@ -42,6 +42,26 @@ def search_config(language: str) -> str:
     return _CONFIGS.get(primary, _DEFAULT_CONFIG)
 
 
+def _hit(row: asyncpg.Record) -> SearchHit:
+    return SearchHit(
+        id=row["id"],
+        wamid=row["wamid"],
+        direction=Direction(row["direction"]),
+        author=Author(row["author"]),
+        type=row["type"],
+        body=row["body"],
+        sent_at=row["sent_at"],
+        imported=row["imported"],
+        status=row["status"],
+        error_code=row["error_code"],
+        error_reason=row["error_reason"],
+        agent_id=row["agent_id"],
+        conversation_id=row["conversation_id"],
+        wa_id=row["wa_id"],
+        snippet=row["snippet"],
+    )
+
+
 class PostgresSearchStore:
     """Mixin of `PostgresStore` for message search (uses `self._pool`)."""
 
@@ -58,13 +78,5 @@ class PostgresSearchStore:
             before_id,
             search.limit + 1,
         )
-        hits = tuple(
-            SearchHit(
-                **_history_message(row).model_dump(),
-                conversation_id=row["conversation_id"],
-                wa_id=row["wa_id"],
-                snippet=row["snippet"],
-            )
-            for row in rows[: search.limit]
-        )
+        hits = tuple(_hit(row) for row in rows[: search.limit])
         return SearchPage(items=hits, has_more=len(rows) > search.limit)
