@@ -46,6 +46,7 @@ class Ports:
     outbox: int = 9103
     history: int = 9104
     console: int = 8081  # the agent API (also its /metrics, /readyz)
+    chatwoot: int = 8082  # the Chatwoot bridge's callbacks (also its /metrics, /readyz)
 
 
 def plan(env: Mapping[str, str], ports: Ports, *, with_simulator: bool) -> list[ServiceSpec]:
@@ -99,6 +100,18 @@ def plan(env: Mapping[str, str], ports: Ports, *, with_simulator: bool) -> list[
             {"BATON_CONSOLE_PORT": str(ports.console)},
         )
     )
+    bridged = env.get("BATON_CHATWOOT_NUMBERS", "").strip() or any(
+        number.chatwoot is not None for number in settings.numbers().numbers.values()
+    )
+    if bridged:  # the Chatwoot bridge runs only where a number is bridged
+        specs.append(
+            ServiceSpec(
+                "chatwoot",
+                (sys.executable, "-m", "services.chatwoot"),
+                f"http://127.0.0.1:{ports.chatwoot}/readyz",
+                {"BATON_CHATWOOT_PORT": str(ports.chatwoot)},
+            )
+        )
     return specs
 
 
@@ -185,6 +198,8 @@ def _banner(env: Mapping[str, str], ports: Ports, with_simulator: bool) -> str:
         f"  metrics:   ingest :{ports.ingest}, router :{ports.router}, bot :{ports.bot},"
         f" outbox :{ports.outbox}, history :{ports.history} (/metrics, /readyz)",
         f"  console:   http://127.0.0.1:{ports.console}/docs  (the agent API; {_agents_hint(env)})",
+        f"  desk:      http://127.0.0.1:{ports.console}/  (sign in as agent `dev`,"
+        " password baton-dev-password, when no other desk account exists)",
         f"  logs:      {REPO_ROOT / '.run' / 'logs'}",
     ]
     if with_simulator:

@@ -94,9 +94,9 @@ _WORDS: Final[dict[str, tuple[str, str, str]]] = {
         " cliente vuelva a escribir.",
     ),
     "window_closes": (
-        "A janela de 24 horas fecha às {time}.",
-        "The 24-hour window closes at {time}.",
-        "La ventana de 24 horas se cierra a las {time}.",
+        "A janela de 24 horas fecha em",
+        "The 24-hour window closes on",
+        "La ventana de 24 horas se cierra el",
     ),
     "older": ("Carregar mensagens anteriores", "Load older messages", "Cargar mensajes anteriores"),
     "imported": (

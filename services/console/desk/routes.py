@@ -392,7 +392,8 @@ async def conversation_page(
         console, principal, _view(view), number or None, q or None, conversation_id
     )
     messages = await _messages_context(console, conversation_id, None)
-    return _render(request, "desk.html", csrf=session.csrf_token, **context, **panel, **messages)
+    page = {**context, **panel, **messages}
+    return _render(request, "desk.html", csrf=session.csrf_token, **page)
 
 
 @router.get("/desk/inbox")

@@ -99,7 +99,7 @@ def tick(status: str | None) -> str:
     """The delivery mark of an outbound message's status."""
     return {
         None: "",
-        "pending": "🕓",
+        "pending": "…",
         "accepted": "✓",
         "sent": "✓",
         "delivered": "✓✓",
