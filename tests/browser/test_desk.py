@@ -121,6 +121,12 @@ async def test_an_agents_whole_day(
         page.locator("li.msg.author-bot").filter(has_text="E o prazo de entrega?")
     ).to_be_visible()
 
+    # A private note (issue 12's API): shown to agents in the history, never sent.
+    await page.get_by_label("Private note (never sent)").fill("Cliente VIP: pedido 4521 atrasado")
+    await page.get_by_role("button", name="Add note").click()
+    await expect(page.locator("li.msg.author-note").filter(has_text="Cliente VIP")).to_be_visible()
+    assert not any("Cliente VIP" in (m.body or "") for m in await sim.messages(to=customer))
+
     # At phone width the same conversation is one column, in Portuguese by default.
     phone = await browser.new_context(
         locale="pt-BR",
@@ -230,7 +236,9 @@ async def test_wrong_password_expired_session_and_csrf_are_refused(
         await conn.close()
     api_status = await page.evaluate("() => fetch('/conversations').then(r => r.status)")
     assert api_status == 401
-    await page.reload()
+    await page.close()  # its script may already be on its way to the sign-in page
+    page = await context.new_page()
+    await page.goto(desk_stack.url + "/")
     await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     await expect(page.get_by_role("status")).to_have_text(
         "Your session ended. Please sign in again."

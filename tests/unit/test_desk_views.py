@@ -97,8 +97,15 @@ def test_the_holder_may_return_it_and_write_others_see_who_holds_it() -> None:
     theirs = views.actions(held, "bob", window_is_open=True)
     holds = views.Because("holds", agent="alice")
     assert theirs == views.Actions(
-        views.Allowed(False, holds), views.Allowed(False, holds), views.Allowed(False, holds)
+        views.Allowed(False, holds),
+        views.Allowed(False, holds),
+        views.Allowed(False, holds),
+        views.Allowed(False, holds),
     )
+    assert mine.resolve.allowed
+    # An admin may resolve (and transfer) what another agent holds, but not write in it.
+    admin = views.actions(held, "root", window_is_open=True, admin=True)
+    assert (admin.resolve.allowed, admin.send.allowed) == (True, False)
 
 
 def test_the_queue_and_the_owners_pause_may_be_taken_or_returned_by_anyone() -> None:
@@ -106,6 +113,7 @@ def test_the_queue_and_the_owners_pause_may_be_taken_or_returned_by_anyone() -> 
         actions = views.actions(state, "bob", window_is_open=True)
         assert (actions.take_over.allowed, actions.release.allowed) == (True, True)
         assert not actions.send.allowed
+        assert not actions.resolve.allowed
 
 
 def test_a_closed_window_is_said_before_the_agent_types() -> None:

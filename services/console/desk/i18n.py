@@ -152,6 +152,38 @@ _WORDS: Final[dict[str, tuple[str, str, str]]] = {
     "history": ("Histórico", "History", "Historial"),
     "media": ("[{type}]", "[{type}]", "[{type}]"),
     "busy": ("Tente de novo.", "Please try again.", "Inténtalo de nuevo."),
+    # Agent workflow (issue 12) and media (issue 18), where those APIs exist.
+    "resolve": ("Resolver", "Resolve", "Resolver"),
+    "transfer": ("Transferir", "Transfer", "Transferir"),
+    "transfer_to": ("Transferir para", "Transfer to", "Transferir a"),
+    "to_queue": (
+        "A fila (qualquer atendente)",
+        "The queue (any agent)",
+        "La cola (cualquier agente)",
+    ),
+    "not_with_agent": (
+        "Só enquanto um atendente cuida dela",
+        "Only while an agent handles it",
+        "Solo mientras un agente la atiende",
+    ),
+    "note": (
+        "Nota interna (não vai para o cliente)",
+        "Private note (never sent)",
+        "Nota interna (no se envía)",
+    ),
+    "add_note": ("Adicionar nota", "Add note", "Añadir nota"),
+    "presence": ("Status", "Status", "Estado"),
+    "presence_online": ("Disponível", "Online", "Disponible"),
+    "presence_away": ("Ausente", "Away", "Ausente"),
+    "presence_offline": ("Offline", "Offline", "Desconectado"),
+    "attach": ("Anexar arquivo", "Attach file", "Adjuntar archivo"),
+    "media_pending": ("baixando o arquivo…", "downloading the file…", "descargando el archivo…"),
+    "media_unavailable": (
+        "arquivo indisponível: {reason}",
+        "media unavailable: {reason}",
+        "archivo no disponible: {reason}",
+    ),
+    "transcript": ("Transcrição", "Transcript", "Transcripción"),
 }
 _INDEX: Final = {lang: i for i, lang in enumerate(LANGUAGES)}
 

@@ -327,7 +327,12 @@ async def _panel_context(
     return {
         "c": summary,
         "me": principal.id,
-        "actions": views.actions(summary, principal.id, window_is_open=window_is_open),
+        "actions": views.actions(
+            summary,
+            principal.id,
+            window_is_open=window_is_open,
+            admin=bool(getattr(principal, "admin", False)),
+        ),
         "window_open": window_is_open,
         "window_closes": views.window_closes(extras.last_customer_at),
         "newest_id": extras.newest_message_id,

@@ -35,6 +35,7 @@ class Actions:
     take_over: Allowed
     release: Allowed
     send: Allowed
+    resolve: Allowed = Allowed(False)  # and transfer: the holder, or an admin
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,10 @@ def window_open(last_customer_at: datetime | None, now: datetime) -> bool:
     return closes is not None and now < closes
 
 
-def actions(summary: ConversationSummary, me: str, *, window_is_open: bool) -> Actions:
-    """Which of Take over / Return to bot / Send this agent may do now, and why not."""
+def actions(
+    summary: ConversationSummary, me: str, *, window_is_open: bool, admin: bool = False
+) -> Actions:
+    """Which of Take over / Return to bot / Send / Resolve this agent may do now, and why not."""
     other = summary.assignee if summary.assignee not in (None, me) else None
     held_by_other = Because("holds", agent=other) if other is not None else None
     mine = summary.mode is Mode.HUMAN and summary.assignee == me
@@ -92,7 +95,15 @@ def actions(summary: ConversationSummary, me: str, *, window_is_open: bool) -> A
         send = Allowed(False, Because("window_closed"))
     else:
         send = Allowed(True)
-    return Actions(take_over, release, send)
+    if summary.mode is not Mode.HUMAN:
+        resolve = Allowed(False, Because("not_with_agent"))
+    elif held_by_other is not None and not admin:
+        resolve = Allowed(False, held_by_other)
+    elif summary.assignee is None and not admin:
+        resolve = Allowed(False, Because("take_over_to_reply"))
+    else:
+        resolve = Allowed(True)
+    return Actions(take_over, release, send, resolve)
 
 
 def tick(status: str | None) -> str:

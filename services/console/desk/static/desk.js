@@ -162,6 +162,8 @@ function watchOlder(button) {
 async function refreshPanel() {
   if (!cid) return;
   const html = await get(`/desk/c/${cid}/panel`);
+  const noteText = $("note-text") ? $("note-text").value : "";
+  const noteFocused = document.activeElement && document.activeElement.id === "note-text";
   const incoming = fragment(html);
   for (const id of ["conv-head", "conv-aside", "composer-state"]) {
     const next = incoming.getElementById ? incoming.getElementById(id) : incoming.querySelector(`#${id}`);
@@ -175,7 +177,12 @@ async function refreshPanel() {
       }
     }
   }
+  if ($("note-text")) {
+    $("note-text").value = noteText;
+    if (noteFocused) $("note-text").focus();
+  }
   applyComposerState();
+  fillTransfer();
   markRead();
 }
 
@@ -185,13 +192,15 @@ function applyComposerState() {
   const canSend = state.dataset.canSend === "true";
   $("composer-text").disabled = !canSend;
   $("composer-send").disabled = !canSend;
+  if ($("composer-file")) $("composer-file").disabled = !canSend;
   $("composer-reason").textContent = canSend ? "" : state.content.textContent.trim();
 }
 
 let readTimer = null;
 function markRead() {
-  const state = $("composer-state");
-  const newest = state && state.dataset.newest;
+  // The newest message on screen: what the agent has now seen.
+  const ids = Array.from(document.querySelectorAll("#messages li.msg[data-id]"), (li) => Number(li.dataset.id));
+  const newest = ids.length ? Math.max(...ids) : null;
   if (!cid || !newest || document.hidden) return;
   clearTimeout(readTimer);
   readTimer = setTimeout(() => {
@@ -211,7 +220,7 @@ async function act(button) {
   button.disabled = true;
   showActionError("");
   try {
-    const response = await post(`/conversations/${cid}/${action}`);
+    const response = await post(`/conversations/${cid}/${action}`, action === "resolve" ? { json: {} } : {});
     if (response.status === 409) {
       const conflict = await response.json();
       const holder = conflict.state && conflict.state.assignee;
@@ -305,8 +314,126 @@ if (composer) {
   textarea.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
+      // `/shortcut` alone becomes the number's quick reply, to read before sending.
+      const shortcut = textarea.value.trim().match(/^\/(\S+)$/);
+      if (shortcut && quickReplies.has(shortcut[1])) {
+        textarea.value = quickReplies.get(shortcut[1]);
+        return;
+      }
       composer.requestSubmit();
     }
+  });
+  const file = $("composer-file");
+  if (file) {
+    file.addEventListener("change", () => {
+      if (!file.files.length) return;
+      sendFile(file.files[0], textarea.value.trim());
+      textarea.value = "";
+      file.value = "";
+    });
+  }
+}
+
+async function sendFile(chosen, caption) {
+  const key = newKey();
+  const entry = { li: pendingBubble(`${chosen.name}${caption ? `\n${caption}` : ""}`), wamid: null };
+  pending.set(key, entry);
+  const form = new FormData();
+  form.append("file", chosen);
+  if (caption) form.append("text", caption);
+  try {
+    const response = await fetch(`/conversations/${cid}/messages`, {
+      method: "POST",
+      headers: { "X-CSRF-Token": csrf, "Idempotency-Key": key, Accept: "application/json" },
+      body: form,
+    });
+    if (response.status === 202) return;
+    let detail = `${response.status}`;
+    try { const answer = await response.json(); detail = typeof answer.detail === "string" ? answer.detail : detail; } catch { /* not JSON */ }
+    setPendingState(entry, say("not_sent", { reason: detail }), true);
+  } catch {
+    setPendingState(entry, say("not_sent", { reason: say("offline") }), true);
+  }
+  pending.delete(key);
+}
+
+// --- agent workflow, where the console has it: quick replies, transfer, notes, presence -------
+const quickReplies = new Map();
+async function loadQuickReplies() {
+  const number = composer && composer.dataset.number;
+  if (!number) return;
+  const response = await fetch(`/numbers/${encodeURIComponent(number)}/quick-replies`, { headers: { Accept: "application/json" } });
+  if (!response.ok) return;
+  for (const item of (await response.json()).items || []) quickReplies.set(item.shortcut.replace(/^\//, ""), item.text);
+}
+
+let agentsCache = null;
+async function agents() {
+  if (agentsCache) return agentsCache;
+  const response = await fetch("/agents", { headers: { Accept: "application/json" } });
+  agentsCache = response.ok ? (await response.json()).items || [] : [];
+  return agentsCache;
+}
+
+async function fillTransfer() {
+  const form = document.querySelector("form.transfer");
+  if (!form) return;
+  const select = form.querySelector("select");
+  const listed = await agents();
+  if (!listed.length) { form.hidden = true; return; }
+  for (const agent of listed) {
+    // Colleagues on this number; the server refuses anything else with 403 anyway.
+    if (agent.id === form.dataset.me || (agent.numbers && !agent.numbers.includes(form.dataset.number))) continue;
+    const option = document.createElement("option");
+    option.value = agent.id;
+    option.textContent = `${agent.id} · ${say(`presence_${agent.status}`)} · ${agent.held}/${agent.capacity}`;
+    select.append(option);
+  }
+}
+
+document.addEventListener("submit", async (event) => {
+  const form = event.target;
+  if (form.matches("form.transfer")) {
+    event.preventDefault();
+    const to = form.querySelector("select").value || null;
+    const response = await post(`/conversations/${cid}/transfer`, { json: { to } });
+    if (!response.ok) {
+      let detail = `${response.status}`;
+      try { const answer = await response.json(); detail = typeof answer.detail === "string" ? answer.detail : detail; } catch { /* not JSON */ }
+      showActionError(detail);
+    }
+    agentsCache = null;
+    await refreshPanel();
+  } else if (form.matches("form.note")) {
+    event.preventDefault();
+    const text = form.querySelector("textarea").value.trim();
+    if (!text) return;
+    const response = await post(`/conversations/${cid}/notes`, { json: { text }, key: newKey() });
+    if (response.status === 201) {
+      form.querySelector("textarea").value = "";
+      await refreshMessages();
+    } else {
+      showActionError(say("busy"));
+    }
+  }
+});
+
+async function setupPresence() {
+  const select = $("presence");
+  const me = body.dataset.me;
+  const listed = await agents();
+  const mine = listed.find((agent) => agent.id === me);
+  if (!mine) return;
+  select.value = mine.status;
+  select.hidden = false;
+  select.addEventListener("change", async () => {
+    const response = await fetch("/me/presence", {
+      method: "PUT",
+      headers: { "X-CSRF-Token": csrf, "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ status: select.value }),
+    });
+    if (response.ok) select.value = (await response.json()).status;
+    agentsCache = null;
   });
 }
 
@@ -365,6 +492,11 @@ const handlers = {
   "conversation.assignee_changed": (d) => d.conversation_id === cid && scheduleConversation(true),
   "conversation.message_status": (d) => d.conversation_id === cid && scheduleConversation(false),
   "conversation.notice_skipped": () => {},
+  "conversation.resolved": (d) => d.conversation_id === cid && scheduleConversation(true),
+  "conversation.note_added": (d) => d.conversation_id === cid && scheduleConversation(false),
+  "conversation.handoff_summary": (d) => d.conversation_id === cid && scheduleConversation(true),
+  "conversation.media_updated": (d) => d.conversation_id === cid && scheduleConversation(false),
+  "conversation.agent_acted": () => {},
   message_sent: (d) => { onSent(d, false); if (d.conversation_id === cid) scheduleConversation(false); },
   send_failed: (d) => { onSent(d, true); if (d.conversation_id === cid) scheduleConversation(false); },
   reply_fenced: () => {},
@@ -412,3 +544,8 @@ if (cid) {
   markRead();
 }
 connect();
+setupPresence().catch(() => {});
+if (cid) {
+  fillTransfer().catch(() => {});
+  loadQuickReplies().catch(() => {});
+}
