@@ -47,6 +47,8 @@ OBSERVER_TOKEN = "observer-token-0123456789"  # the tests' own view through the 
 PASSWORD = "a good long password"
 
 pytestmark = pytest.mark.browser
+# Generous on a loaded machine: every `expect` waits for its condition up to this long.
+expect.set_options(timeout=20_000)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

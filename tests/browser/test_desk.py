@@ -127,6 +127,14 @@ async def test_an_agents_whole_day(
     await expect(page.locator("li.msg.author-note").filter(has_text="Cliente VIP")).to_be_visible()
     assert not any("Cliente VIP" in (m.body or "") for m in await sim.messages(to=customer))
 
+    # The connection drops: the desk says so, then reconnects by itself and carries on.
+    await context.set_offline(True)
+    await expect(page.locator("#offline")).to_be_visible(timeout=20_000)
+    await context.set_offline(False)
+    await expect(page.locator("#offline")).to_be_hidden(timeout=20_000)
+    await customer_says(desk_stack, customer, "Ainda estão aí?", name)
+    await expect(page.locator("li.msg.in").filter(has_text="Ainda estão aí?")).to_be_visible()
+
     # At phone width the same conversation is one column, in Portuguese by default.
     phone = await browser.new_context(
         locale="pt-BR",
@@ -194,7 +202,17 @@ async def test_wrong_password_expired_session_and_csrf_are_refused(
     assert not [c for c in await context.cookies() if c["name"] == "baton_session"]
     await screenshot(page, "desk-sign-in-refused")
 
-    await sign_in(page, desk_stack, agent)
+    # The default language is pt-BR; the switch changes it. Then keyboard only: the agent field
+    # has the focus after a refusal, Tab moves on, Enter signs in.
+    await page.get_by_role("link", name="Português").click()
+    await expect(page.get_by_role("button", name="Entrar")).to_be_visible()
+    await page.get_by_role("link", name="English").click()
+    await page.get_by_label("Agent").focus()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type(agent)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("a good long password")
+    await page.keyboard.press("Enter")
     await expect(page.get_by_role("link", name="Waiting for a human")).to_be_visible()
     session = [c for c in await context.cookies() if c["name"] == "baton_session"]
     assert session and session[0]["httpOnly"] and session[0]["sameSite"] == "Strict"

@@ -510,11 +510,12 @@ function connect() {
     setOffline(true);
     if (stream.readyState === EventSource.CLOSED) {
       // The browser gave up (e.g. 401 after the session ended): check, then try again later.
+      const closed = stream;
       stream = null;
       fetch("/desk/session", { cache: "no-store" }).then((r) => {
         if (r.status === 401) location.assign(`/login?expired=1&next=${encodeURIComponent(location.pathname + location.search)}`);
       }).catch(() => {});
-      setTimeout(connect, retryDelay);
+      setTimeout(() => { if (!stream && closed) connect(); }, retryDelay);
       retryDelay = Math.min(retryDelay * 2, 15000);
     }
   });
@@ -530,7 +531,13 @@ function connect() {
 }
 
 window.addEventListener("offline", () => setOffline(true));
-window.addEventListener("online", () => { if (!stream) connect(); });
+window.addEventListener("online", () => {
+  // Back online: reconnect now rather than at the browser's next retry.
+  if (stream) stream.close();
+  stream = null;
+  retryDelay = 1000;
+  connect();
+});
 document.addEventListener("visibilitychange", () => { if (!document.hidden) markRead(); });
 setInterval(scheduleInbox, 30000); // waits keep growing even when nothing happens
 
