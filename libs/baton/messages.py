@@ -95,6 +95,18 @@ class Template(BaseModel):
     parameters: tuple[str, ...] = ()
 
 
+class OutboundMedia(BaseModel):
+    """A file already uploaded to Meta for this number, sent by its media id (issue 18)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: str  # image, audio, video, document
+    media_id: str  # Meta's, from POST /{phone_number_id}/media
+    ref: int  # Baton's media row: GET /media/{ref} on the console
+    mime_type: str
+    caption: str | None = None
+    filename: str | None = None
+
+
 class SendText(Message):
     """Send a text to a customer. Bot-authored sends are fenced on (mode=bot, epoch)."""
 
@@ -110,6 +122,7 @@ class SendText(Message):
     reply_to: Wamid | None = None
     request_id: str | None = None  # the AskBot this answers, for tracing
     template: Template | None = None  # set: send this template (body is its preview text)
+    media: OutboundMedia | None = None  # set: send this file (body is its caption, may be "")
 
 
 # --- events (outbox/router -> whoever listens: console SSE, metrics) ---------------------

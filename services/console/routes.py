@@ -16,6 +16,7 @@ Who may do what (`Conflict.reason` names the 409s):
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Annotated, Any
 
@@ -39,15 +40,18 @@ from baton.handoff import (
     ConversationState,
     Decision,
     Event,
+    IgnoreReason,
+    customer_window_open,
 )
 from baton.messages import SendText
 from baton.store.console_records import ConversationQuery, ConversationSummary
 from baton.types import Author, ConversationId, Mode, PhoneNumberId
-from services.console import audit, cursor, metrics
+from services.console import audit, cursor, media_send, metrics
 from services.console.agents import Kind, Principal
 from services.console.audit import Via
 from services.console.auth import Agent, AnyPrincipal, check_number, forbidden
 from services.console.context import Console, ConsoleDep
+from services.console.media_schemas import MULTIPART_SEND_DOC
 from services.console.schemas import (
     Conflict,
     ConflictReason,
@@ -112,7 +116,9 @@ async def list_conversations(
     assignee: Annotated[
         str | None, Query(description="An agent id; `me` for yourself; `none` for unassigned.")
     ] = None,
-    waiting: Annotated[bool, Query(description="Only customers waiting for a human.")] = False,
+    waiting: Annotated[
+        bool, Query(description="Only customers waiting for a human, longest wait first.")
+    ] = False,
     cursor_: Annotated[str | None, Query(alias="cursor")] = None,
     limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
 ) -> ConversationList:
@@ -152,12 +158,15 @@ async def conversation_page(
         after_activity=after_activity,
         after_id=after_id,
     )
-    page = await console.store.list_conversations(query)
+    if waiting:  # the fair queue (issue 12): longest wait first, paged on (waiting_since, id)
+        page = await console.store.waiting_queue(query)
+    else:
+        page = await console.store.list_conversations(query)
     last = page.items[-1] if page.items else None
     return ConversationList(
         items=list(page.items),
         next_cursor=(
-            cursor.encode(last.last_activity_at, last.id)
+            cursor.encode(last.waiting_since if waiting else last.last_activity_at, last.id)
             if page.has_more and last is not None
             else None
         ),
@@ -275,9 +284,23 @@ async def take_or_release(
 ) -> HandoffState:
     """Takeover and release alike: any agent may, unless another agent holds the conversation."""
     state = await _state(console, agent, cid)
-    decision = await _apply(
-        console, action, cid, event, not_held_by_other(agent.id), _HELD_BY_OTHER, loaded=state
-    )
+    takeover = isinstance(event, AgentTookOver)
+    # Capacity (issue 12): a takeover counts the agent's load under the lock that serializes
+    # every assignment, and `decide` refuses a full agent.
+    async with console.store.assignment_lock() if takeover else contextlib.nullcontext():
+        if takeover:
+            load = (await console.store.agent_loads()).get(agent.id, 0)
+            event = AgentTookOver(agent_id=agent.id, load=load, capacity=agent.max_conversations)
+        decision = await _apply(
+            console, action, cid, event, not_held_by_other(agent.id), _HELD_BY_OTHER, loaded=state
+        )
+    if decision.ignored is IgnoreReason.AT_CAPACITY:
+        metrics.ACTIONS.labels(action=action, outcome="conflict").inc()
+        raise ConflictError(
+            ConflictReason.AT_CAPACITY,
+            f"you already hold {agent.max_conversations} conversations",
+            decision.state,
+        )
     log.info(f"console.{action}", conversation_id=cid, changed=decision.changed, via=via.value)
     after = decision.state
     await audit.record(
@@ -315,6 +338,29 @@ async def release(
     )
 
 
+async def _check_window(console: Console, state: ConversationState, body: SendMessage) -> None:
+    """Refuse, before anything is recorded or sent, what WhatsApp would refuse (issue 12):
+    free text outside the customer-service window, a template the number did not configure."""
+    if body.template is not None:
+        allowed = console.conversations.numbers.get(state.phone_number_id).templates
+        if body.template.name not in allowed:
+            raise HTTPException(
+                status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+                detail=f"template {body.template.name!r} is not configured for this number",
+            )
+    elif not customer_window_open(state, now := console.conversations.now()) and not (
+        # The newest customer message may be stored and not yet decided: the store knows too.
+        (stored := await console.store.customer_window_expires_at(state.conversation_id))
+        and now < stored
+    ):
+        metrics.ACTIONS.labels(action=f"send_{body.author}", outcome="conflict").inc()
+        raise ConflictError(
+            ConflictReason.WINDOW_CLOSED,
+            "the customer-service window is closed: send an approved template",
+            state,
+        )
+
+
 def _idempotency_key(principal: Principal, header: str | None) -> str:
     # Namespaced by caller: one caller's key can never collide with another's, or a notice's.
     return f"console:{principal.id}:{header or uuid.uuid4().hex}"
@@ -324,6 +370,7 @@ def _idempotency_key(principal: Principal, header: str | None) -> str:
     "/conversations/{conversation_id}/messages",
     status_code=status.HTTP_202_ACCEPTED,
     responses={**_CONFLICT, **_NOT_FOUND, 503: {"description": "Not handed over; retry."}},
+    openapi_extra=MULTIPART_SEND_DOC,  # the same endpoint takes a file (services/console/media)
 )
 async def send_message(
     conversation_id: ConversationId,
@@ -356,9 +403,12 @@ async def send_text(
     """Hand a text to the outbox under the send rules above (the route's and MCP's send)."""
     state = await _state(console, principal, conversation_id)
     key = _idempotency_key(principal, idempotency_key)
+    # Media (issue 18): a file is checked (413/415) before anything is recorded or sent.
+    attached = await media_send.attachment(console, state, body.media) if body.media else None
     if body.author == "human":
         if principal.kind is not Kind.AGENT:
             raise forbidden("bots send with author=bot and expected_epoch")
+        await _check_window(console, state, body)
         # Recorded first, under the precondition: if the publish below fails, a retry with the
         # same key records it again (harmless) and the outbox sends the message once.
         decision = await _apply(
@@ -386,17 +436,24 @@ async def send_text(
             raise ConflictError(
                 ConflictReason.STALE_EPOCH, "the conversation moved to another epoch", state
             )
+        await _check_window(console, state, body)
         author, epoch = Author.BOT, body.expected_epoch
+    outbound = None
+    if attached is not None:  # allowed to send: upload to Meta now, the outbox sends it by id
+        deps = await media_send.media_deps_of(console)
+        outbound = await media_send.upload(console, deps, state, attached, key, body.text)
     command = SendText(
         idempotency_key=key,
         conversation_id=conversation_id,
         phone_number_id=state.phone_number_id,
         to=state.wa_id,
-        body=body.text,
+        body=body.text or (f"[template {body.template.name}]" if body.template else ""),
         author=author,
         epoch=epoch,
         agent_id=principal.id,
         reply_to=body.reply_to,
+        template=body.template,
+        media=outbound,
     )
     try:
         await console.broker.publish_command(command)

@@ -9,11 +9,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from baton.handoff import ConversationState, Decision
+from baton.messages import Template
 from baton.store.console_records import ConversationSummary, HistoryMessage
 from baton.types import ConversationId, Mode, PhoneNumberId, WaId, Wamid
+from services.console.media_schemas import MediaRef
 
 # WhatsApp's limit for a text message body.
 MAX_TEXT_CHARS = 4096
+MAX_CAPTION_CHARS = 1024  # a media caption (media, issue 18)
 
 
 class ConversationList(BaseModel):
@@ -77,6 +80,10 @@ class ConflictReason(StrEnum):
     NOT_HOLDER = "not_holder"  # sending as human without holding the conversation
     NOT_BOT_MODE = "not_bot_mode"  # a bot-authored send while a human or the owner holds it
     STALE_EPOCH = "stale_epoch"  # a bot-authored send under an epoch that has passed
+    # workflow (issue 12)
+    AT_CAPACITY = "at_capacity"  # the agent already holds max_conversations
+    NOT_HUMAN_MODE = "not_human_mode"  # a transfer of a conversation no human holds
+    WINDOW_CLOSED = "window_closed"  # free text past the customer-service window: use a template
 
 
 class Conflict(BaseModel):
@@ -97,7 +104,17 @@ class SendMessage(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    text: str = Field(default="", max_length=MAX_TEXT_CHARS)
+    # Past the 24 h customer-service window only an approved template may go (issue 12):
+    # {"template": {"name", "language", "parameters": [...]}} instead of text.
+    template: Template | None = Field(
+        default=None, description="An approved template (configured for the number)."
+    )
+    # Media (issue 18): {"media": {"id": ...}} sends a file (`text`, if any, is its caption);
+    # or post the same endpoint as multipart/form-data with `file`.
+    media: MediaRef | None = Field(
+        default=None, description="A file to send: `POST /media`'s id, or a message's file."
+    )
     author: Literal["human", "bot"] = "human"
     expected_epoch: int | None = Field(
         default=None, ge=0, description="Required when author is bot: the epoch you answer under."
@@ -110,7 +127,13 @@ class SendMessage(BaseModel):
             raise ValueError("a bot-authored message needs expected_epoch")
         if self.author == "human" and self.expected_epoch is not None:
             raise ValueError("expected_epoch is for bot-authored messages")
-        if not self.text.strip():
+        if self.template is not None:
+            if self.text or self.media is not None:
+                raise ValueError("send either text or a template")
+        elif self.media is not None:
+            if len(self.text) > MAX_CAPTION_CHARS:
+                raise ValueError(f"a caption has at most {MAX_CAPTION_CHARS} characters")
+        elif not self.text.strip():
             raise ValueError("text must not be blank")
         return self
 

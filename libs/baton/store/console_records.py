@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from baton.store.media_records import MessageMedia
 from baton.types import Author, ConversationId, Direction, Mode, PhoneNumberId, WaId, Wamid
 
 PREVIEW_CHARS = 200
@@ -81,6 +82,7 @@ class HistoryMessage(BaseModel):
     error_code: int | None
     error_reason: str | None
     agent_id: str | None
+    media: MessageMedia | None = None  # image, audio, video, document, sticker (issue 18)
 
 
 class MessagePage(BaseModel):

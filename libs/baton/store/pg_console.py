@@ -21,6 +21,7 @@ from baton.store.console_records import (
     LastMessage,
     MessagePage,
 )
+from baton.store.pg_media import MESSAGE_MEDIA_COLUMNS, MESSAGE_MEDIA_JOIN, message_media
 from baton.types import Author, ConversationId, Direction, Mode
 
 # The Business App's address-book name (Coexistence contacts sync) wins over the WhatsApp
@@ -63,10 +64,11 @@ _LIST = (
 """
 )
 
-_MESSAGES = """
+_MESSAGES = f"""
 SELECT id, wamid, direction, author, type, body, sent_at, imported, status, error_code,
-       error_reason, agent_id
+       error_reason, agent_id, {MESSAGE_MEDIA_COLUMNS}
   FROM messages
+{MESSAGE_MEDIA_JOIN}
  WHERE conversation_id = $1
    AND ($2::timestamptz IS NULL OR (sent_at, id) < ($2, $3))
  ORDER BY sent_at DESC, id DESC
@@ -115,6 +117,7 @@ def _history_message(row: asyncpg.Record) -> HistoryMessage:
         error_code=row["error_code"],
         error_reason=row["error_reason"],
         agent_id=row["agent_id"],
+        media=message_media(row),
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from baton.store.media_records import MediaRecord, MediaStatus, NewMedia
+from baton.store.media_records import MediaRecord, MediaStatus, MessageMedia, NewMedia
 from baton.types import Direction, PhoneNumberId, Wamid
 
 MEDIA_COLUMNS = (
@@ -40,6 +40,45 @@ def to_media(row: asyncpg.Record) -> MediaRecord:
         attempts=row["attempts"],
         transcript=row["transcript"],
         description=row["description"],
+    )
+
+
+# A message's file, for the console's history query: joined by wamid (inbound) or send key
+# (outbound); columns prefixed so they never shadow the message's own.
+MESSAGE_MEDIA_JOIN = """
+  LEFT JOIN LATERAL (
+        SELECT md.id AS media_ref, md.kind AS media_kind, md.mime_type AS media_mime_type,
+               md.size AS media_size, md.caption AS media_caption,
+               md.filename AS media_filename, md.voice AS media_voice,
+               md.status AS media_status, md.reason AS media_reason,
+               md.transcript AS media_transcript, md.description AS media_description
+          FROM media md
+         WHERE md.phone_number_id = messages.phone_number_id
+           AND (md.wamid = messages.wamid OR md.idempotency_key = messages.idempotency_key)
+         LIMIT 1) md ON true
+"""
+MESSAGE_MEDIA_COLUMNS = (
+    "media_ref, media_kind, media_mime_type, media_size, media_caption, media_filename,"
+    " media_voice, media_status, media_reason, media_transcript, media_description"
+)
+
+
+def message_media(row: asyncpg.Record) -> MessageMedia | None:
+    """The file of a history row selected with `MESSAGE_MEDIA_JOIN`, if it has one."""
+    if row["media_ref"] is None:
+        return None
+    return MessageMedia(
+        id=row["media_ref"],
+        kind=row["media_kind"],
+        mime_type=row["media_mime_type"],
+        size=row["media_size"],
+        caption=row["media_caption"],
+        filename=row["media_filename"],
+        voice=row["media_voice"],
+        status=MediaStatus(row["media_status"]),
+        reason=row["media_reason"],
+        transcript=row["media_transcript"],
+        description=row["media_description"],
     )
 
 
@@ -134,6 +173,13 @@ class PostgresMediaStore:
             " WHERE id = $1 AND status <> 'available'",
             media_id,
             reason[:500],
+        )
+
+    async def media_uploaded(self, media_id: int, *, meta_media_id: str) -> None:
+        await self._pool.execute(
+            "UPDATE media SET media_id = $2, updated_at = now() WHERE id = $1",
+            media_id,
+            meta_media_id,
         )
 
     async def media_described(

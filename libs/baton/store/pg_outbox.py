@@ -25,14 +25,14 @@ _OUTBOUND_COLUMNS = (
 _INSERT_OUTBOUND = (
     "INSERT INTO messages (conversation_id, phone_number_id, direction, author, type,"
     " body, sent_at, status, idempotency_key, epoch, agent_id)"
-    " VALUES ($1, $2, 'out', $3, 'text', $4, now(), 'pending', $5, $6, $7)"
+    " VALUES ($1, $2, 'out', $3, $8, $4, now(), 'pending', $5, $6, $7)"
     " ON CONFLICT (idempotency_key) DO NOTHING"
 )
 _INSERT_CLAIMED = (
     "INSERT INTO messages (conversation_id, phone_number_id, direction, author, type,"
     " body, sent_at, status, idempotency_key, epoch, agent_id,"
     " send_attempts, attempt_open, attempt_started_at)"
-    " VALUES ($1, $2, 'out', $3, 'text', $4, now(), 'pending', $5, $6, $7,"
+    " VALUES ($1, $2, 'out', $3, $8, $4, now(), 'pending', $5, $6, $7,"
     " 1, true, clock_timestamp())"
     f" ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_OUTBOUND_COLUMNS}"
 )
@@ -68,7 +68,7 @@ SELECT count(*) FROM done
 
 
 def _outbound_args(message: NewOutbound) -> tuple[object, ...]:
-    # $1 … $7 of both _INSERT_OUTBOUND and _INSERT_CLAIMED.
+    # $1 … $8 of both _INSERT_OUTBOUND and _INSERT_CLAIMED.
     return (
         message.conversation_id,
         message.phone_number_id,
@@ -77,6 +77,7 @@ def _outbound_args(message: NewOutbound) -> tuple[object, ...]:
         message.idempotency_key,
         message.epoch,
         message.agent_id,
+        message.type,
     )
 
 

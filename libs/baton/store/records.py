@@ -64,6 +64,7 @@ class NewOutbound(BaseModel):
     body: str
     epoch: int | None = None
     agent_id: str | None = None
+    type: str = "text"  # or the media kind of a file sent by id (issue 18)
 
 
 class StoredMessage(BaseModel):
