@@ -99,6 +99,8 @@ DESCRIPTIONS = {
     "on a terminal.",
     "BATON_CONSUMER_PREFETCH": "Deliveries in flight per consumer.",
     "BATON_MAX_DELIVERY_ATTEMPTS": "Deliveries of a failing message before it is dead-lettered.",
+    "BATON_LIVENESS_GRACE_SECONDS": "Not ready (not consuming, store or broker unreachable) "
+    "this long makes /healthz fail too, so the orchestrator restarts the process.",
     "BATON_CONSOLE_HOST": "Where the console (agent API) listens (0.0.0.0 in a container).",
     "BATON_CONSOLE_PORT": "The console's port.",
     "BATON_HISTORY_SYNC_POLL_SECONDS": "How often pending history-sync requests are checked.",

@@ -27,6 +27,10 @@ API (both are async context managers yielding a handle):
         await pg.start()
         await pg.restart()
 
+For a module- or session-scoped pytest fixture (sync, no event loop of its own), the same as
+plain context managers: `with broker_for_module() as rabbit:` / `with postgres_for_module() as pg:`
+(the handles' async methods then run in whichever loop the test uses).
+
 Nothing here touches the shared servers. The RabbitMQ node runs without plugins (no management
 port to clash), with its own cookie, node name, AMQP and distribution ports, mnesia and log
 directories; the PostgreSQL cluster runs as the `postgres` user with trust authentication, its
@@ -46,7 +50,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -380,5 +384,35 @@ async def private_postgres() -> AsyncIterator[PrivatePostgres]:
     finally:
         try:
             await server.destroy()
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def broker_for_module() -> Iterator[PrivateBroker]:
+    """`private_broker` for sync (module- or session-scoped) fixtures."""
+    base = Path(tempfile.mkdtemp(prefix="baton-rabbit-"))
+    broker = PrivateBroker(base)
+    try:
+        asyncio.run(broker.start())
+        yield broker
+    finally:
+        try:
+            asyncio.run(broker.destroy())
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_for_module() -> Iterator[PrivatePostgres]:
+    """`private_postgres` for sync (module- or session-scoped) fixtures."""
+    base = Path(tempfile.mkdtemp(prefix="baton-pg-"))
+    server = PrivatePostgres(base)
+    try:
+        asyncio.run(server.start())
+        yield server
+    finally:
+        try:
+            asyncio.run(server.destroy())
         finally:
             shutil.rmtree(base, ignore_errors=True)

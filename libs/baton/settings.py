@@ -181,8 +181,14 @@ class Settings(BaseSettings):
     agents_file: Path | None = None
     console_page_limit: int = Field(default=50, ge=1, le=200)  # when a request names none
     console_heartbeat_seconds: float = Field(default=15.0, gt=0)  # SSE keep-alive comments
-    console_replay_events: int = Field(default=1000, ge=0)  # kept for `Last-Event-ID`
+    console_replay_events: int = Field(default=1000, ge=0)  # most replayed per reconnect
     console_client_buffer: int = Field(default=1000, ge=1)  # events queued per SSE client
+    # The event log all console replicas share (issue 10): `Last-Event-ID` resumes on any
+    # replica while the log holds the event. Read every poll (at once when this replica's
+    # feed saw an event go by); pruned past the retention's age or count.
+    console_event_poll_seconds: float = Field(default=0.25, gt=0)
+    console_event_retention_seconds: float = Field(default=3600.0, gt=0)
+    console_event_retention_events: int = Field(default=100_000, ge=1)
     # agent workflow (issue 12): presence heartbeats, the auto-assignment sweep
     console_presence_timeout_seconds: float = Field(default=90.0, gt=0)  # then offline
     console_assign_seconds: float = Field(default=1.0, gt=0)  # auto-assign / presence sweep

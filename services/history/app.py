@@ -10,6 +10,7 @@ import structlog
 
 from baton.broker import Broker
 from baton.broker.topology import HISTORY_WEBHOOKS
+from baton.runtime import store_reasons
 from baton.service import serve_consumers
 from baton.settings import Settings
 from baton.store import open_store
@@ -53,11 +54,11 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     broker = Broker(settings.amqp_url, name="history")
     await broker.connect()
     graph = GraphClient.from_settings(settings)
-    history = History(store, batch_size=settings.history_batch_size)
+    history = History(store, batch_size=settings.history_batch_size, publish=broker.publish_command)
     driver = SyncDriver(store, graph, driver_settings(settings))
 
-    async def ready() -> bool:
-        return broker.connected and await store.ping()
+    async def ready() -> list[str]:
+        return await store_reasons(store.ping)  # the broker's part is serve_consumers'
 
     try:
         await serve_consumers(

@@ -40,10 +40,15 @@ def create_app(settings: Settings, broker: Broker) -> IngestApp:
     rest = FastAPI(title="Baton ingest", docs_url=None, redoc_url=None)
     verify_token = settings.verify_token.get_secret_value().encode()
 
-    async def ready() -> bool:
-        return broker.connected
+    async def ready() -> list[str]:
+        # Ready only once every queue and binding exists: before that, a webhook routed to a
+        # queue not yet declared would be refused (NO_ROUTE) and answered 503.
+        reasons = broker.not_ready_reasons()
+        if not broker.topology_declared:
+            reasons.append("topology not declared")
+        return reasons
 
-    add_ops_routes(rest, ready)
+    add_ops_routes(rest, ready, liveness_grace=settings.liveness_grace_seconds)
 
     @rest.get(WEBHOOK_PATH, response_class=PlainTextResponse)
     async def verify_subscription(request: Request) -> Response:
@@ -68,7 +73,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     broker = Broker(settings.amqp_url, name="ingest")
     # Ingest starts even when the broker is down: it answers 503 (and /readyz says so) until the
     # broker is back, so Meta keeps its webhooks and retries.
-    connecting = await broker.connect_in_background()
+    connecting = await broker.connect_in_background(topology=True)
     app = create_app(settings, broker)
     log.info(
         "ingest.listening",

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from baton.broker import Broker
-from baton.runtime import ops_app, serve_http
+from baton.runtime import ops_app, serve_http, store_reasons
 from baton.settings import Settings
 from baton.store import open_store
 from baton.whatsapp.client import GraphClient
@@ -39,10 +39,13 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
         numbers=numbers,
     )
 
-    async def ready() -> bool:
-        return broker.connected and runtime.connected and await store.ping()
+    async def ready() -> list[str]:
+        reasons = broker.not_ready_reasons() + runtime.not_ready_reasons()
+        if not broker.topology_declared:
+            reasons.append("topology not declared")
+        return reasons + await store_reasons(store.ping)
 
-    app = ops_app(ready)
+    app = ops_app(ready, liveness_grace=settings.liveness_grace_seconds)
 
     @app.get("/outbox/numbers", include_in_schema=False)
     async def numbers_view() -> dict[str, Any]:

@@ -55,6 +55,7 @@ class Intake:
         self._tails: dict[tuple[str, int], asyncio.Task[bool]] = {}
         self._forwards: set[asyncio.Task[bool]] = set()
         self._numbers: dict[str, asyncio.Lock] = {}
+        self._on_lost: Callable[[], object] | None = None
 
     async def start(self, connection: AbstractConnection) -> None:
         self._stopping = asyncio.Event()
@@ -63,8 +64,21 @@ class Intake:
         await channel.set_qos(prefetch_count=self._prefetch)
         queue = await channel.get_queue(OUTBOX_INTAKE.name, ensure=False)
         self._channel = channel
+        channel.close_callbacks.add(lambda *_: self._channel_lost())
         self._task = asyncio.create_task(self._loop(self._inbox), name="outbox:intake")
         await queue.consume(self._enqueue)
+
+    @property
+    def consuming(self) -> bool:
+        return self._channel is not None and not self._channel.is_closed
+
+    def on_channel_lost(self, callback: Callable[[], object]) -> None:
+        """Call `callback` when the intake's channel closes other than by `stop`."""
+        self._on_lost = callback
+
+    def _channel_lost(self) -> None:
+        if not self._stopping.is_set() and self._on_lost is not None:
+            self._on_lost()
 
     async def stop(self) -> None:
         """Finish the request being forwarded, then close (the rest goes back to the queue)."""

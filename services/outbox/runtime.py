@@ -31,8 +31,9 @@ import structlog
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, ExchangeType
 from pydantic import ValidationError
 
+from baton.backoff import RECONNECT
 from baton.broker import COMMANDS, EVENTS, Broker
-from baton.broker.topology import LEGACY_OUTBOX_SENDS, outbox_number_queue
+from baton.broker.topology import LEGACY_OUTBOX_SENDS, OUTBOX_INTAKE, outbox_number_queue
 from baton.messages import OutboxNumberAnnounced
 from baton.settings import NumbersConfig, Settings
 from baton.store import Store
@@ -47,7 +48,6 @@ from services.outbox.worker import NumberWorker, WorkerConfig, WorkerState
 log = structlog.get_logger()
 
 _REFRESH_EVERY_TICKS = 10
-_RECONNECT_CAP_SECONDS = 5.0
 
 
 def default_replica_id() -> str:
@@ -131,6 +131,14 @@ class OutboxRuntime:
     def connected(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
 
+    def not_ready_reasons(self) -> list[str]:
+        """Why this replica cannot take send requests now (empty: it can)."""
+        if not self.connected:
+            return ["outbox senders not connected"]
+        if not self._intake.consuming:
+            return [f"not consuming {OUTBOX_INTAKE.name}"]
+        return []
+
     def active_numbers(self) -> list[str]:
         return sorted(n for n, w in self._workers.items() if w.state is WorkerState.ACTIVE)
 
@@ -202,18 +210,19 @@ class OutboxRuntime:
             await self._store.register_outbox_number(phone_number_id)
             self._know(phone_number_id)
         await self._refresh_numbers()
-        delay = 0.2
+        attempt = 0
         while not stop.is_set():
             try:
                 connection = await aio_pika.connect(
                     self.config.amqp_url, client_properties={"connection_name": "outbox-senders"}
                 )
             except Exception as exc:
+                attempt += 1
+                delay = RECONNECT.delay(attempt)
                 log.warning("outbox.broker_unreachable", error=repr(exc), retry_in=delay)
                 await _wait(stop, delay)
-                delay = min(_RECONNECT_CAP_SECONDS, delay * 2)
                 continue
-            delay = 0.2
+            attempt = 0
             try:
                 await self._serve(connection, stop)
             finally:
@@ -229,6 +238,9 @@ class OutboxRuntime:
         await self._unbind_legacy_queue(connection)
         await self._listen_for_announcements(connection)
         await self._intake.start(connection)
+        # A channel-level error (not the connection's) must also start over, or the intake
+        # would stay unsubscribed on a live connection.
+        self._intake.on_channel_lost(lost.set)
         ticks = 0
         while not stop.is_set() and not lost.is_set():
             ticks += 1

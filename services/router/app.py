@@ -10,6 +10,7 @@ from baton.broker import Broker
 from baton.broker.topology import ROUTER_COMMANDS, ROUTER_WEBHOOKS
 from baton.conversations import Clock, Conversations
 from baton.messages import utcnow
+from baton.runtime import store_reasons
 from baton.service import serve_consumers
 from baton.settings import Settings
 from baton.store import Store, open_store
@@ -57,8 +58,8 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     await broker.connect()
     app = bootstrap(settings, store, broker)
 
-    async def ready() -> bool:
-        return broker.connected and await store.ping()
+    async def ready() -> list[str]:
+        return await store_reasons(store.ping)  # the broker's part is serve_consumers'
 
     try:
         await serve_consumers(

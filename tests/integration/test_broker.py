@@ -126,7 +126,7 @@ async def test_transient_failure_is_retried_then_succeeds(broker: Broker) -> Non
     async def handle(delivery: Delivery) -> None:
         attempts.append(delivery.attempt)
         if delivery.attempt < 3:
-            raise ConnectionError("store briefly down")
+            raise RuntimeError("briefly broken")
 
     await broker.consume(spec, handle, prefetch=1, max_attempts=5)
     await broker.publish(COMMANDS, spec.name, _message("retry me"))
@@ -152,6 +152,17 @@ async def test_persistent_failure_is_dead_lettered_after_bounded_attempts(
     assert "RuntimeError: always broken" in str(parked[0].headers["x-baton-error"])
 
 
+async def _ready_messages(amqp_url: str, queue: str) -> int:
+    """Messages waiting in `queue` (ready, not held by any consumer)."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+    finally:
+        await connection.close()
+
+
 async def test_duplicate_is_acked_once(broker: Broker, amqp_url: str) -> None:
     spec = _spec()
     seen: list[int] = []
@@ -163,8 +174,53 @@ async def test_duplicate_is_acked_once(broker: Broker, amqp_url: str) -> None:
     await broker.consume(spec, handle, prefetch=1, max_attempts=3)
     await broker.publish(COMMANDS, spec.name, _message("again"))
     await _wait_for(lambda: seen == [1])
+    # Draining closes the consumer's channel: an unacknowledged delivery would be back in the
+    # queue now (and seen again by nobody), so an empty queue proves the ack.
     await broker.drain(timeout=5)
     assert seen == [1]
+    assert await _ready_messages(amqp_url, spec.name) == 0
+    assert await _dead_letters(amqp_url, spec.name, expected=1, timeout=0.5) == []
+
+
+async def test_a_cancelled_handler_never_acks(broker: Broker, amqp_url: str) -> None:
+    spec = _spec()
+    running: list[asyncio.Task[object]] = []
+    started = asyncio.Event()
+
+    async def handle(delivery: Delivery) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running.append(task)
+        started.set()
+        await asyncio.Event().wait()  # until cancelled
+
+    await broker.consume(spec, handle, prefetch=1, max_attempts=3)
+    await broker.publish(COMMANDS, spec.name, _message("cancel me"))
+    await asyncio.wait_for(started.wait(), 10)
+    running[0].cancel()
+    await _wait_for(lambda: running[0].done())
+    await broker.drain(timeout=5)
+    # Neither acked nor dead-lettered: back in the queue for the next consumer.
+    assert await _ready_messages(amqp_url, spec.name) == 1
+    assert await _dead_letters(amqp_url, spec.name, expected=1, timeout=0.5) == []
+
+
+async def test_an_outage_is_waited_out_not_counted(broker: Broker, amqp_url: str) -> None:
+    spec = _spec()
+    attempts: list[int] = []
+
+    async def handle(delivery: Delivery) -> None:
+        attempts.append(delivery.attempt)
+        if len(attempts) < 4:
+            raise ConnectionRefusedError("the store is restarting")
+
+    # One attempt allowed: an outage counted as a failure would dead-letter at once.
+    await broker.consume(spec, handle, prefetch=1, max_attempts=1)
+    await broker.publish(COMMANDS, spec.name, _message("wait for the store"))
+    await _wait_for(lambda: len(attempts) == 4, timeout=20)
+    await broker.drain(timeout=5)
+    assert attempts == [1, 1, 1, 1]
+    assert await _ready_messages(amqp_url, spec.name) == 0
     assert await _dead_letters(amqp_url, spec.name, expected=1, timeout=0.5) == []
 
 

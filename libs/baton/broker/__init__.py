@@ -1,7 +1,9 @@
 """RabbitMQ through aio-pika: topology, confirmed publishing, and settled consuming."""
 
-from baton.broker.connection import Broker, BrokerUnavailable, PublishFailed
+from baton.broker.connection import Broker
 from baton.broker.consumer import Delivery, Duplicate, Poison
+from baton.broker.errors import BrokerUnavailable, PublishFailed, is_outage
+from baton.broker.subscription import SupervisedConsumer
 from baton.broker.topology import (
     COMMANDS,
     DLX,
@@ -25,5 +27,7 @@ __all__ = [
     "Poison",
     "PublishFailed",
     "QueueSpec",
+    "SupervisedConsumer",
     "dead_letter_queue",
+    "is_outage",
 ]

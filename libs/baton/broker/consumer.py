@@ -5,14 +5,16 @@ Outcomes of a handler:
 - raises Duplicate  → ack, nothing else: the effect already happened
 - raises Poison, a validation or a JSON error → dead-letter at once, with the reason in the headers
 - raises anything else → retry after a backoff; after `max_attempts` → dead-letter with the reason
+- raises an outage (the store or broker is down: `is_outage`) → tried again in place, with the
+  same backoff, for as long as the outage lasts; never counted, never dead-lettered
 - cancelled         → never acked: the broker redelivers it
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,16 +22,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
+import aiormq
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue, DeliveryMode
 from pydantic import ValidationError
 
 from baton import metrics
+from baton.backoff import Backoff
+from baton.broker.errors import is_outage
 
 log = structlog.get_logger()
 
-RETRY_BASE_SECONDS = 0.2
-RETRY_CAP_SECONDS = 10.0
+RETRY = Backoff(base=0.2, cap=10.0)
+# Between tries of a delivery whose handler met an outage (is_outage): the same policy, capped
+# lower so work resumes within seconds of the dependency coming back.
+OUTAGE = Backoff(base=0.2, cap=5.0)
 
 
 class Duplicate(Exception):
@@ -54,11 +61,13 @@ class Delivery:
 
 
 def retry_delay(attempt: int) -> float:
-    """Exponential backoff with full jitter, capped."""
-    return random.uniform(0, min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1)))
+    """How long a failed delivery waits before it goes back to the queue (the one policy)."""
+    return RETRY.delay(attempt)
 
 
 class Consumer:
+    """One subscription on one channel; settles every delivery in `_settle`."""
+
     def __init__(
         self,
         queue: AbstractQueue,
@@ -75,19 +84,30 @@ class Consumer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._stopping = False
 
     @property
     def queue_name(self) -> str:
         return self._queue.name
+
+    @property
+    def busy(self) -> bool:
+        """A handler of this subscription is still running."""
+        return not self._idle.is_set()
 
     async def start(self) -> None:
         self._tag = await self._queue.consume(self._on_message)
 
     async def stop(self, *, timeout: float) -> None:
         """Cancel the subscription, then wait for in-flight handlers to settle."""
+        self._stopping = True
         if self._tag is not None:
-            await self._queue.cancel(self._tag)
-            self._tag = None
+            tag, self._tag = self._tag, None
+            # A lost channel took the subscription with it.
+            with contextlib.suppress(
+                aio_pika.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError
+            ):
+                await self._queue.cancel(tag)
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
@@ -102,6 +122,11 @@ class Consumer:
         self._idle.clear()
         try:
             await self._settle(message)
+        except (aio_pika.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError) as exc:
+            # The channel went away under the handler: the broker hands the delivery to the next
+            # subscription (the supervisor re-subscribes), where the handler's idempotency makes
+            # the work already done a duplicate.
+            log.warning("consumer.settle_lost", queue=self.queue_name, error=repr(exc))
         finally:
             self._in_flight.discard(task)
             if not self._in_flight:
@@ -124,6 +149,15 @@ class Consumer:
             message_id=delivery.message_id, message_type=delivery.type, queue=queue
         ):
             try:
+                await self._handle(message, delivery)
+            finally:
+                metrics.HANDLE_SECONDS.labels(queue=queue).observe(time.perf_counter() - started)
+
+    async def _handle(self, message: AbstractIncomingMessage, delivery: Delivery) -> None:
+        queue = self.queue_name
+        outage = 0
+        while True:
+            try:
                 await self._handler(delivery)
             except Duplicate:
                 await message.ack()
@@ -132,6 +166,23 @@ class Consumer:
                 await self._dead_letter(message, delivery, reason=_reason(exc))
                 metrics.CONSUMED.labels(queue=queue, outcome="dead_lettered").inc()
             except Exception as exc:
+                if is_outage(exc):
+                    # The store or the broker is down, not this message bad: wait it out here,
+                    # holding the delivery, without spending its attempts. If the channel goes
+                    # (or we are stopping) it stays unsettled and the broker redelivers it.
+                    if self._stopping or not _channel_open(message):
+                        log.warning("consumer.outage_unsettled", error=_reason(exc))
+                        return
+                    outage += 1
+                    delay = OUTAGE.delay(outage)
+                    log.warning(
+                        "consumer.outage",
+                        error=_reason(exc),
+                        waits=outage,
+                        retry_in=round(delay, 3),
+                    )
+                    await asyncio.sleep(delay)
+                    continue
                 if delivery.attempt >= self._max_attempts:
                     await self._dead_letter(message, delivery, reason=_reason(exc))
                     metrics.CONSUMED.labels(queue=queue, outcome="dead_lettered").inc()
@@ -148,8 +199,7 @@ class Consumer:
             else:
                 await message.ack()
                 metrics.CONSUMED.labels(queue=queue, outcome="processed").inc()
-            finally:
-                metrics.HANDLE_SECONDS.labels(queue=queue).observe(time.perf_counter() - started)
+            return
 
     async def _dead_letter(
         self, message: AbstractIncomingMessage, delivery: Delivery, *, reason: str
@@ -188,6 +238,13 @@ def dead_letter_headers(
         "x-baton-routing-key": routing_key,
         "x-baton-failed-at": datetime.now(UTC).isoformat(),
     }
+
+
+def _channel_open(message: AbstractIncomingMessage) -> bool:
+    try:
+        return not message.channel.is_closed
+    except aio_pika.exceptions.ChannelInvalidStateError:
+        return False
 
 
 def _reason(exc: BaseException) -> str:
