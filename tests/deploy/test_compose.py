@@ -27,7 +27,7 @@ from tests.deploy._repo import (
 )
 
 Service = dict[str, Any]
-ONE_SHOT_COMMANDS = frozenset({"migrate"})
+ONE_SHOT_COMMANDS = frozenset({"migrate", "minio-bucket"})  # services that run once and exit
 TOOL_COMMANDS = frozenset({"migrate", "simulator"})
 
 
