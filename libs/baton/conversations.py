@@ -49,11 +49,16 @@ carries `conversation_id`, `phone_number_id`, `wa_id` and `at` (the deciding pro
 - `event.conversation.customer_waiting` (`CustomerWaiting`): wamid, mode, assignee,
   waiting_since — a customer message while a human (agent or owner) holds it;
 - `event.conversation.notice_skipped` (`NoticeSkipped`): kind, reason;
+- `event.conversation.resolved` (`ConversationResolved`): agent, outcome, epoch, started_at,
+  first_response_at, first_response_seconds, handling_seconds (issue 12's resolve);
 - published by the router for every new live message, any mode:
   `event.conversation.message_received` (`MessageReceived`): wamid, author (customer | app),
   type ("command" for an owner command echo), body, sent_at, mode;
 - published by the router for each new delivery status:
   `event.conversation.message_status` (`MessageStatusChanged`): wamid, status, error_code.
+- published after the save when a conversation leaves the bot (any cause):
+  `event.conversation.handoff_summary` (`HandoffSummarized`): epoch, reason, topics,
+  order_ids, emails, phones, text — also kept in the store (`Store.handoff_summary`).
 The outbox adds `event.message_sent`, `event.send_failed` and `event.reply_fenced`.
 
 For the router's sweeper: `fire_timer(conversation_id, kind)` (a local wake-up),
@@ -97,14 +102,18 @@ from baton.handoff import (
     language_from_code,
     next_timers,
 )
+from baton.handoff_summary import summarize_handoff
 from baton.messages import AskBot as AskBotCommand
 from baton.messages import (
     AssigneeChanged,
+    ConversationResolved,
     CustomerWaiting,
+    HandoffSummarized,
     Message,
     ModeChanged,
     NoticeSkipped,
     SendText,
+    Template,
     utcnow,
 )
 from baton.settings import NumbersConfig, NumberSettings
@@ -177,6 +186,11 @@ def policy_for(number: NumberSettings) -> Policy:
         bot_prefix=number.bot_prefix,
         resume_words=number.resume_commands,
         pause_words=(number.pause_command,),
+        busy_template=(
+            Template(name=number.busy_template, language=number.busy_template_language)
+            if number.busy_template
+            else None
+        ),
     )
 
 
@@ -205,6 +219,11 @@ class Conversations:
         self._timer_lease = timer_lease
         # Built up front: a misconfigured number fails at startup, not on its first message.
         self._policies = {pnid: policy_for(s) for pnid, s in numbers.numbers.items()}
+
+    @property
+    def numbers(self) -> NumbersConfig:
+        """The per-number settings this shell decides with."""
+        return self._numbers
 
     def add_observer(self, observer: DecisionObserver) -> None:
         self._observers.append(observer)
@@ -271,10 +290,64 @@ class Conversations:
             _log_decision(before, event, decision)
             self._observe(before, event, decision, now)
             await self._publish(pending)
+            if before.mode is Mode.BOT and decision.state.mode is not Mode.BOT:
+                await self._summarize_handoff(decision)
             return decision
         raise ConcurrentUpdate(
             f"conversation {conversation_id}: {self._max_attempts} conflicting saves in a row"
         )
+
+    async def _summarize_handoff(self, decision: Decision) -> None:
+        """Store and announce the handoff's structured summary (a failure only loses it)."""
+        state = decision.state
+        cause = next(
+            (
+                str(e.payload.get("cause"))
+                for e in decision.effects
+                if isinstance(e, EmitEvent) and e.kind is AgentEventKind.MODE_CHANGED
+            ),
+            "handoff",
+        )
+        try:
+            recent = await self._store.recent_messages(state.conversation_id, limit=20)
+            summary = summarize_handoff(
+                cause=cause,
+                reason=state.handoff_reason,
+                bot_summary=state.handoff_summary,
+                customer_texts=[
+                    m.body for m in recent if m.author is Author.CUSTOMER and not m.imported
+                ],
+            )
+            fresh = await self._store.save_handoff_summary(
+                state.conversation_id, state.epoch, summary.model_dump(mode="json")
+            )
+            if not fresh:
+                return
+            event = HandoffSummarized(
+                conversation_id=state.conversation_id,
+                phone_number_id=state.phone_number_id,
+                wa_id=state.wa_id,
+                at=self._clock(),
+                epoch=state.epoch,
+                reason=summary.reason,
+                topics=summary.topics,
+                order_ids=summary.order_ids,
+                emails=summary.emails,
+                phones=summary.phones,
+                text=summary.text,
+            )
+            await self._broker.publish_raw(
+                EVENTS,
+                event.TYPE,
+                event.model_dump_json().encode(),
+                type=event.TYPE,
+                message_id=f"summary:{state.conversation_id}:{state.epoch}",
+                mandatory=False,
+            )
+        except Exception:
+            log.warning(
+                "conversation.summary_failed", conversation_id=state.conversation_id, exc_info=True
+            )
 
     # --- timers and the relay (the router's sweeper) -------------------------------------
 
@@ -418,6 +491,7 @@ def _message_for(state: ConversationState, effect: Effect, now: datetime) -> Mes
                 to=state.wa_id,
                 body=effect.text,
                 author=Author.SYSTEM,
+                template=effect.template,
             )
         case SkipNotice():
             return NoticeSkipped(kind=effect.kind.value, reason=effect.reason.value, at=now, **ids)
@@ -454,8 +528,10 @@ def _agent_event(effect: EmitEvent, base: dict[str, object]) -> Message:
             )
         case AgentEventKind.ASSIGNEE_CHANGED:
             return AssigneeChanged.model_validate(
-                base | {k: p.get(k) for k in ("assignee", "previous", "actor")}
+                base | {k: p.get(k) for k in ("assignee", "previous", "actor", "cause")}
             )
+        case AgentEventKind.RESOLVED:
+            return ConversationResolved.model_validate(base | dict(p))
         case AgentEventKind.CUSTOMER_WAITING:
             return CustomerWaiting.model_validate(
                 base | {k: p.get(k) for k in ("wamid", "mode", "assignee", "waiting_since")}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from baton.types import ConversationId, PhoneNumberId
-from services.console.auth import AnyPrincipal, check_number
+from services.console.auth import AnyPrincipal, check_number, directory_of
 from services.console.context import ConsoleDep
 from services.console.hub import EventFilter, sse_stream
+from services.console.workflow import Workflow
 
 router = APIRouter(tags=["events"])
 
@@ -28,6 +29,10 @@ name and JSON `data` (the broker message):
 | `conversation.notice_skipped` | a notice to the customer was due but not sent |
 | `message_sent`, `send_failed` | the outbox sent a message, or gave up |
 | `reply_fenced` | a bot reply was dropped because the conversation left the bot |
+| `conversation.resolved` | an agent resolved it: times to first response and handling, outcome |
+| `conversation.note_added` | an agent wrote a private note (never sent to the customer) |
+| `conversation.handoff_summary` | the structured summary of a handoff (reason, topics, ids) |
+| `agent.presence_changed` | an agent went online, away or offline |
 | `reset` | events were lost for you: refetch what you show, then keep following |
 
 Comment lines (`: keep-alive`) come when nothing else happened for a while. On reconnect,
@@ -42,6 +47,7 @@ Comment lines (`: keep-alive`) come when nothing else happened for a while. On r
     description=_DESCRIPTION,
 )
 async def events(
+    request: Request,
     console: ConsoleDep,
     principal: AnyPrincipal,
     number: Annotated[PhoneNumberId | None, Query(description="Only this number.")] = None,
@@ -62,6 +68,8 @@ async def events(
         last_event_id,
         heartbeat_seconds=console.settings.console_heartbeat_seconds,
     )
+    # An open stream is the agent's presence heartbeat (issue 12).
+    stream = Workflow(console, directory_of(request)).beating(principal, stream)
     return StreamingResponse(
         stream,
         media_type="text/event-stream",

@@ -345,7 +345,7 @@ async def _check_window(console: Console, state: ConversationState, body: SendMe
         allowed = console.conversations.numbers.get(state.phone_number_id).templates
         if body.template.name not in allowed:
             raise HTTPException(
-                status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+                status_code=422,
                 detail=f"template {body.template.name!r} is not configured for this number",
             )
     elif not customer_window_open(state, now := console.conversations.now()) and not (

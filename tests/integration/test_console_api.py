@@ -271,7 +271,8 @@ async def test_only_the_holder_sends_and_the_send_reaches_the_outbox_queue(
     bob: httpx.AsyncClient,
     sends: AbstractQueue,
 ) -> None:
-    conversation = await customer_writes(console, new_number())
+    # Written just now: free text is only for an open customer-service window (issue 12).
+    conversation = await customer_writes(console, new_number(), at=datetime.now(UTC))
     url = f"/conversations/{conversation.id}/messages"
 
     not_yet = await alice.post(url, json={"text": "Olá, aqui é a Alice"})
@@ -315,7 +316,7 @@ async def test_an_external_bot_writes_only_in_bot_mode_under_the_current_epoch(
     helper: httpx.AsyncClient,
     sends: AbstractQueue,
 ) -> None:
-    conversation = await customer_writes(console, new_number())
+    conversation = await customer_writes(console, new_number(), at=datetime.now(UTC))
     url = f"/conversations/{conversation.id}/messages"
 
     assert (await helper.post(url, json={"text": "x", "author": "bot"})).status_code == 422
