@@ -1,14 +1,16 @@
 """Run the whole stack locally as real processes: `python -m baton.devstack`.
 
 Starts the WhatsApp Cloud API simulator (unless BATON_GRAPH_API_URL is set), migrates the store,
-then ingest, router, bot, outbox, history and console; waits until each answers `/readyz`; stops
-them all cleanly on SIGINT/SIGTERM. The e2e tests drive the same `Stack`.
+then ingest, router, bot, outbox, history and console; waits until each answers `/readyz`;
+restarts one that dies (with backoff and a JSON line on stderr); stops them all cleanly on
+SIGINT/SIGTERM. The e2e tests drive the same `Stack`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from baton.backoff import Backoff
 from baton.settings import Settings
 from baton.store import open_store
 
@@ -27,6 +30,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SIMULATOR_MODULE = "tests.fakes.whatsapp"
 GRAPH_API_VERSION = "v25.0"
 DEFAULT_SIM_PORT = 8090
+
+
+# Restarting a dead service: the one backoff policy, from 1 s up to 30 s for a crash loop.
+RESTART_BACKOFF = Backoff(base=1.0, cap=30.0)
+MIN_RESTART_SECONDS = 0.5
+HEALTHY_AFTER_SECONDS = 60.0
+
+
+def _event(event: str, **fields: object) -> None:
+    """One JSON line on stderr (the launcher's own log, beside the services' files)."""
+    print(json.dumps({"event": event, **fields}), file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -125,6 +139,9 @@ class Stack:
         self._base_env = dict(base_env)
         self._log_dir = log_dir
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._started_at: dict[str, float] = {}
+        self._restarts: dict[str, int] = {}
+        self._due: dict[str, float] = {}  # died: restart at this monotonic time
 
     def start(self, name: str | None = None) -> None:
         """Start every process (or just `name`), in plan order."""
@@ -137,6 +154,7 @@ class Stack:
                 self.processes[spec.name] = subprocess.Popen(
                     spec.argv, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
                 )
+                self._started_at[spec.name] = time.monotonic()
 
     async def wait_ready(self, *, timeout: float = 60.0) -> None:
         """Poll every process's readiness URL until all answer 200; fail fast if one exits."""
@@ -157,6 +175,40 @@ class Stack:
                     raise TimeoutError(f"not ready after {timeout:.0f}s: {sorted(pending)}")
                 if pending:
                     await asyncio.sleep(0.2)
+
+    def heal(self, *, backoff: Backoff = RESTART_BACKOFF) -> list[str]:
+        """Restart every process that died, as Kubernetes would: after a growing backoff.
+
+        Call it periodically; returns the names restarted by this call. A process that stayed
+        up for `HEALTHY_AFTER_SECONDS` starts its backoff over.
+        """
+        now = time.monotonic()
+        restarted: list[str] = []
+        for name, proc in list(self.processes.items()):
+            code = proc.poll()
+            if code is None:
+                if now - self._started_at.get(name, now) > HEALTHY_AFTER_SECONDS:
+                    self._restarts.pop(name, None)
+                continue
+            if name not in self._due:
+                attempt = self._restarts.get(name, 0) + 1
+                self._restarts[name] = attempt
+                delay = max(MIN_RESTART_SECONDS, backoff.delay(attempt))
+                self._due[name] = now + delay
+                _event(
+                    "devstack.service_died",
+                    service=name,
+                    exit_code=code,
+                    restart=attempt,
+                    restart_in=round(delay, 2),
+                    log=str(self.log_path(name)),
+                )
+            elif now >= self._due[name]:
+                del self._due[name]
+                self.start(name)
+                restarted.append(name)
+                _event("devstack.service_restarted", service=name, restart=self._restarts[name])
+        return restarted
 
     def log_path(self, name: str) -> Path:
         return self._log_dir / f"{name}.log"
@@ -220,6 +272,12 @@ async def _main() -> int:
         ingest=int(env.get("BATON_INGEST_PORT", "8080")),
         simulator=int(env.get("BATON_SIM_PORT", str(DEFAULT_SIM_PORT))),
         console=int(env.get("BATON_CONSOLE_PORT", "8081")),
+        # The consumers' ops ports (/metrics, /readyz), e.g. for a second stack beside the first.
+        **{
+            name: int(env[f"BATON_DEV_{name.upper()}_PORT"])
+            for name in ("router", "bot", "outbox", "history")
+            if f"BATON_DEV_{name.upper()}_PORT" in env
+        },
     )
     with_simulator = not env.get("BATON_GRAPH_API_URL")
     if with_simulator:
@@ -238,11 +296,9 @@ async def _main() -> int:
         await stack.wait_ready()
         print(_banner(env, ports, with_simulator), flush=True)
         while not stop.is_set():
-            if crashed := stack.exited():
-                print(f"stopping: a service exited unexpectedly {crashed}", file=sys.stderr)
-                return 1
+            stack.heal()  # a dead service is restarted (with backoff), not left half alive
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+                await asyncio.wait_for(stop.wait(), 0.5)
         return 0
     finally:
         print("stopping…", file=sys.stderr, flush=True)

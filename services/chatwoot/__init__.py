@@ -1,0 +1,1 @@
+"""The Chatwoot bridge: mirrors conversations into a Chatwoot API inbox, and back."""

@@ -1,0 +1,4 @@
+from baton.runtime import run
+from services.chatwoot.app import main
+
+run("chatwoot", main)
