@@ -21,6 +21,7 @@ TOOLS = {
     "return_to_bot",
     "send_message",
     "search_messages",
+    "add_note",
 }
 
 

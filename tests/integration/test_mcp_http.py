@@ -450,3 +450,31 @@ async def test_the_transcript_is_a_resource(console: InProcessConsole, base_url:
     text = getattr(content, "text", "")
     assert f"Conversation {conversation.id} with Ana" in text
     assert "**customer**: meu pedido 123 não chegou" in text
+
+
+async def test_a_note_is_stored_for_agents_and_audited_via_mcp(
+    console: InProcessConsole, base_url: str
+) -> None:
+    conversation = await customer_writes(console, new_number(), "oi")
+    async with http_client(base_url, ALICE_TOKEN) as alice:
+        arguments = {
+            "conversation_id": conversation.id,
+            "text": "cliente VIP, tratar com prioridade",
+            "idempotency_key": "n-1",
+        }
+        note = await call(alice, "add_note", arguments)
+        again = await call(alice, "add_note", arguments)
+        assert again["id"] == note["id"]
+        assert (note["author"], note["agent"], note["conversation_id"]) == (
+            "note",
+            "alice",
+            conversation.id,
+        )
+        history = await call(alice, "get_messages", {"conversation_id": conversation.id})
+    notes = [m for m in history["items"] if m["author"] == "note"]
+    assert [m["body"] for m in notes] == ["cliente VIP, tratar com prioridade"]
+    trail = await console.console.store.audit_trail(conversation.id)
+    assert [(e.action, e.principal, e.via, e.changed) for e in trail] == [
+        ("note", "alice", Via.MCP, True),
+        ("note", "alice", Via.MCP, False),
+    ]

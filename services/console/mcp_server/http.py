@@ -93,7 +93,7 @@ async def _unauthorized(send: Send) -> None:
 
 def mount(app: FastAPI, console: Console, directory: Directory) -> None:
     """Serve MCP at `/mcp` in `app` (run it with `running(app)`)."""
-    server = build_server(console, _principal_of)
+    server = build_server(console, directory, _principal_of)
     # Builds the session manager; the Starlette app it returns is not used (we route to it).
     server.streamable_http_app(
         stateless_http=True,

@@ -22,7 +22,7 @@ from baton.broker import Broker
 from baton.conversations import Conversations
 from baton.settings import Settings
 from baton.store import open_store
-from services.console.agents import Principal, load_directory
+from services.console.agents import Directory, Principal, load_directory
 from services.console.context import Console
 from services.console.hub import EventHub
 from services.console.mcp_server.tools import build_server
@@ -32,19 +32,20 @@ log = structlog.get_logger()
 TOKEN_VARIABLE = "BATON_MCP_TOKEN"
 
 
-def principal_from_environment(settings: Settings) -> Principal:
+def principal_from_environment(directory: Directory) -> Principal:
     """The principal whose token is in BATON_MCP_TOKEN; exits with a message otherwise."""
     token = os.environ.get(TOKEN_VARIABLE, "").strip()
     if not token:
         sys.exit(f"{TOKEN_VARIABLE} is not set: put an agent's or a bot's console token in it")
-    principal = load_directory(settings).authenticate(token)
+    principal = directory.authenticate(token)
     if principal is None:
         sys.exit(f"{TOKEN_VARIABLE} is not a token the console knows")
     return principal
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
-    principal = principal_from_environment(settings)
+    directory = load_directory(settings)
+    principal = principal_from_environment(directory)
     structlog.contextvars.bind_contextvars(principal=principal.id, via="mcp")
     store = await open_store(settings.store_url)
     broker = Broker(settings.amqp_url, name="console-mcp")
@@ -54,13 +55,13 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
         await broker.declare_topology()
         conversations = Conversations(store, broker, settings.numbers())
         # No event feed here: the hub only completes the context the tools share.
-        hub = EventHub(replay=1, client_buffer=1)
+        hub = EventHub(store, replay=1, client_buffer=1)
         console = Console(settings, store, broker, conversations, hub)
 
         def principal_of(_: Context[Any, Any]) -> Principal:
             return principal
 
-        server = build_server(console, principal_of)
+        server = build_server(console, directory, principal_of)
         log.info("console.mcp_stdio_ready", principal=principal.id)
         serving = asyncio.create_task(server.run_stdio_async(), name="mcp-stdio")
         stopping = asyncio.create_task(stop.wait())

@@ -29,8 +29,8 @@ from baton.handoff import AgentReleased, AgentTookOver, customer_window_open
 from baton.store.console_records import ConversationSummary, HistoryMessage
 from baton.store.search_records import MessageSearch
 from baton.types import ConversationId, Mode, PhoneNumberId
-from services.console import cursor, metrics, routes
-from services.console.agents import Kind, Principal
+from services.console import audit, cursor, metrics, routes
+from services.console.agents import Directory, Kind, Principal
 from services.console.audit import Via
 from services.console.auth import check_number, forbidden
 from services.console.context import Console
@@ -42,6 +42,8 @@ from services.console.schemas import (
     SendAccepted,
     SendMessage,
 )
+from services.console.workflow import Workflow, WorkflowError
+from services.console.workflow_schemas import NoteView
 
 log = structlog.get_logger()
 
@@ -83,6 +85,13 @@ def _refusal_of(exc: Exception) -> Refusal | None:
         return Refusal("conflict", body.pop("detail"), 409, **body)
     if isinstance(exc, HTTPException):
         return Refusal(_ERRORS.get(exc.status_code, "refused"), str(exc.detail), exc.status_code)
+    if isinstance(exc, WorkflowError):
+        extra: dict[str, object] = {}
+        if exc.reason is not None:
+            extra["reason"] = exc.reason.value
+        if exc.state is not None:
+            extra["state"] = HandoffState.of(exc.state).model_dump(mode="json")
+        return Refusal(_ERRORS.get(exc.status, "refused"), exc.detail, exc.status, **extra)
     if isinstance(exc, ValidationError):
         return Refusal("bad_request", "; ".join(str(e["msg"]) for e in exc.errors()), 400)
     return None
@@ -180,7 +189,42 @@ async def transcript(console: Console, principal: Principal, cid: ConversationId
     return "\n".join(lines) + "\n"
 
 
-def build_server(console: Console, principal_of: PrincipalOf) -> MCPServer[Any]:
+async def add_note(
+    console: Console,
+    directory: Directory,
+    principal: Principal,
+    cid: ConversationId,
+    text: str,
+    idempotency_key: str | None = None,
+) -> NoteView:
+    """add_note: the workflow's private note, audited `via: mcp`."""
+    await _visible(console, principal, cid)
+    note = await Workflow(console, directory).add_note(
+        principal, cid, text, idempotency_key=idempotency_key
+    )
+    state = await console.conversations.state(cid)
+    if state is not None:
+        await audit.record(
+            console,
+            principal,
+            "note",
+            via=Via.MCP,
+            conversation_id=cid,
+            phone_number_id=state.phone_number_id,
+            wa_id=state.wa_id,
+            mode=state.mode,
+            epoch=state.epoch,
+            changed=note.created_now,
+            detail={"note_id": str(note.id)},
+        )
+    return NoteView(
+        id=note.id, conversation_id=cid, agent=note.agent_id, text=note.body, at=note.at
+    )
+
+
+def build_server(
+    console: Console, directory: Directory, principal_of: PrincipalOf
+) -> MCPServer[Any]:
     """Baton's MCP server over `console`; `principal_of` names the caller of each request."""
     server: MCPServer[Any] = MCPServer(
         "baton", title="Baton", instructions=INSTRUCTIONS, version="1"
@@ -390,6 +434,35 @@ def build_server(console: Console, principal_of: PrincipalOf) -> MCPServer[Any]:
             )
 
         return await _answer("send_message", work())
+
+    @server.tool(
+        name="add_note",
+        annotations=ToolAnnotations(destructive_hint=False, open_world_hint=False),
+        description=(
+            "Add a private note to the conversation for the agents: stored in its history"
+            " (author `note`) and shown to agents, never sent to the customer. Allowed to any"
+            " caller who may see the conversation, holding it or not. Reuse the same"
+            " idempotency_key when retrying and the note is stored once. Returns {id,"
+            " conversation_id, author, agent, text, at}. Refuses: not_found, bad_request."
+        ),
+    )
+    async def add_note_tool(
+        ctx: Context[Any, Any],
+        conversation_id: ConversationArg,
+        text: Annotated[str, Field(min_length=1, max_length=4096, description="The note.")],
+        idempotency_key: Annotated[
+            str | None,
+            Field(
+                min_length=1,
+                max_length=200,
+                pattern=r"^[\x21-\x7e]+$",
+                description="Any printable ASCII key: retries with it store once.",
+            ),
+        ] = None,
+    ) -> Annotated[CallToolResult, NoteView]:
+        principal = principal_of(ctx)
+        work = add_note(console, directory, principal, conversation_id, text, idempotency_key)
+        return await _answer("add_note", work)
 
     @server.tool(
         name="search_messages",
