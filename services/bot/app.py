@@ -123,10 +123,15 @@ class Bot:
         stored = await self._store.recent_messages(
             request.conversation_id, limit=policy.history_turns + len(request.messages)
         )
+        # Agents' private notes (issue 12) reach the prompt only where the number opts in, and
+        # then as the business's side of the conversation, marked as a note.
+        notes = self._numbers.get(request.phone_number_id).notes_in_bot_context
         history = [
-            Turn(author=m.author, text=m.body, at=m.sent_at, wamid=m.wamid)
+            Turn(author=Author.SYSTEM, text=f"[internal note] {m.body}", at=m.sent_at, wamid=None)
+            if m.author is Author.NOTE
+            else Turn(author=m.author, text=m.body, at=m.sent_at, wamid=m.wamid)
             for m in stored
-            if m.type != COMMAND_TYPE
+            if m.type != COMMAND_TYPE and (m.author is not Author.NOTE or notes)
         ]
         decision = await answer(
             request,

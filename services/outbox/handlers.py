@@ -29,7 +29,13 @@ from baton.store.outbox_records import ClaimStatus
 from baton.store.records import NewOutbound
 from baton.types import Author, Wamid
 from baton.whatsapp.client import GraphClient
-from baton.whatsapp.errors import ErrorClass, GraphApiError, GraphError, GraphTransportError
+from baton.whatsapp.errors import (
+    ErrorClass,
+    GraphApiError,
+    GraphError,
+    GraphTransportError,
+    failure_reason,
+)
 from services.outbox import metrics
 
 log = structlog.get_logger()
@@ -208,6 +214,15 @@ class Outbox:
                     reply_to=send.reply_to,
                     biz_opaque_callback_data=f"baton:{send.author}",
                 )
+            elif send.template is not None:  # past the 24 h window (issue 12)
+                result = await self._graph.send_template(
+                    send.phone_number_id,
+                    send.to,
+                    send.template.name,
+                    send.template.language,
+                    send.template.parameters,
+                    biz_opaque_callback_data=f"baton:{send.author}",
+                )
             else:
                 result = await self._graph.send_text(
                     send.phone_number_id,
@@ -241,14 +256,15 @@ class Outbox:
         code = exc.code if isinstance(exc, GraphApiError) else None
         metrics.GRAPH_ERRORS.labels(error_class=exc.error_class, code=str(code)).inc()
         if exc.error_class is ErrorClass.PERMANENT:
+            reason = failure_reason(code, str(exc))
             await self._insist(
                 "failure",
                 lambda: self._store.fail_outbound(
-                    send.idempotency_key, error_code=code, reason=str(exc)
+                    send.idempotency_key, error_code=code, reason=reason
                 ),
             )
             log.error("outbox.send_failed", code=code, error_class=exc.error_class)
-            await self._announce_failed(send, code, str(exc))
+            await self._announce_failed(send, code, reason)
             return Failed(code, call)
         if isinstance(exc, GraphTransportError) and exc.maybe_delivered:
             # No answer after the request left: Meta may have it, and the retry may duplicate it.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Literal, Self, TypeAlias, TypeVar
 
@@ -139,6 +139,37 @@ class GraphClient(MediaCalls):
             reply_to=reply_to,
             biz_opaque_callback_data=biz_opaque_callback_data,
         )
+        status, content = await self._post(phone_number_id, "messages", payload)
+        response = _parse_success(_SendResponse, status, content)
+        if not response.messages or not response.contacts:
+            raise GraphApiError(status, None, "send response without a message id")
+        return SendResult(wamid=response.messages[0].id, wa_id=response.contacts[0].wa_id)
+
+    async def send_template(
+        self,
+        phone_number_id: PhoneNumberId,
+        to: WaId,
+        name: str,
+        language: str,
+        parameters: Sequence[str] = (),
+        *,
+        biz_opaque_callback_data: str | None = None,
+    ) -> SendResult:
+        """Send an approved template (allowed outside the 24 h window); raise a `GraphError`."""
+        template: JSON = {"name": name, "language": {"code": language}}
+        if parameters:
+            template["components"] = [
+                {"type": "body", "parameters": [{"type": "text", "text": p} for p in parameters]}
+            ]
+        payload: JSON = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": recipient(to),
+            "type": "template",
+            "template": template,
+        }
+        if biz_opaque_callback_data is not None:
+            payload["biz_opaque_callback_data"] = biz_opaque_callback_data
         status, content = await self._post(phone_number_id, "messages", payload)
         response = _parse_success(_SendResponse, status, content)
         if not response.messages or not response.contacts:

@@ -64,6 +64,20 @@ def classify(http_status: int | None, code: int | None) -> ErrorClass:
     return ErrorClass.PERMANENT
 
 
+# Failures an agent can act on, named plainly (issue 12): a send's recorded failure reason.
+FAILURE_REASONS = {
+    131047: "window_closed: more than 24 h since the customer's last message; send a template",
+    132000: "template_params_mismatch: the parameters do not match the template's placeholders",
+    132001: "template_missing: no approved template with this name and language",
+}
+
+
+def failure_reason(code: int | None, detail: str) -> str:
+    """The reason recorded for a permanent failure: a plain one for known codes, else Meta's."""
+    known = FAILURE_REASONS.get(code) if code is not None else None
+    return f"{known} ({detail})" if known else detail
+
+
 class GraphError(Exception):
     """Base of every Graph API client failure; `error_class` says how to react."""
 

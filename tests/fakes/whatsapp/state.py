@@ -548,6 +548,17 @@ def _send_problem(body: Any) -> str | None:
         if caption is not None and kind not in ("image", "video", "document"):
             return f"Param {kind}['caption'] is not allowed."
         return None
+    if kind == "template":  # the workflow's templates (issue 12): name and language code
+        template = body.get("template")
+        language = template.get("language") if isinstance(template, dict) else None
+        if not (
+            isinstance(template, dict)
+            and isinstance(template.get("name"), str)
+            and isinstance(language, dict)
+            and isinstance(language.get("code"), str)
+        ):
+            return "The parameters template['name'] and template['language']['code'] are required."
+        return None
     if kind != "text":
         return "The simulator only accepts messages of type text or media sent by id."
     text = body.get("text")
