@@ -181,7 +181,12 @@ class Router:
                 decision = await self._conversations.apply(
                     conversation.id,
                     CustomerWrote(
-                        wamid=message.id, timestamp=message.timestamp, type=message.type, text=text
+                        wamid=message.id,
+                        timestamp=message.timestamp,
+                        type=message.type,
+                        text=text,
+                        # A click-to-WhatsApp ad opens a 72 h window (issue 12).
+                        from_ad=message.referral is not None,
                     ),
                     loaded=stored.state,  # read with the message: saves a round trip
                 )
