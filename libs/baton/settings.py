@@ -174,6 +174,9 @@ class Settings(BaseSettings):
     # console (the agent API)
     console_host: str = "127.0.0.1"
     console_port: int = 8081
+    # chatwoot (the optional bridge; its inboxes are BATON_CHATWOOT_* in services/chatwoot)
+    chatwoot_host: str = "127.0.0.1"
+    chatwoot_port: int = 8082  # Chatwoot's callbacks, and the bridge's /healthz, /readyz, /metrics
     # Who may call it: "alice:token,bob:token" (the id is what `assignee` shows), external bots
     # in the same form, and/or a TOML file of principals (services/console/agents.py).
     agent_tokens: SecretStr | None = None

@@ -95,10 +95,12 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
         http_stop = asyncio.Event()
         server = asyncio.create_task(
             serve_http(
-                bridge.app, host=bridge_settings.host, port=bridge_settings.port, stop=http_stop
+                bridge.app, host=settings.chatwoot_host, port=settings.chatwoot_port, stop=http_stop
             )
         )
-        log.info("chatwoot.listening", url=f"http://{bridge_settings.host}:{bridge_settings.port}")
+        log.info(
+            "chatwoot.listening", url=f"http://{settings.chatwoot_host}:{settings.chatwoot_port}"
+        )
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({server, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()

@@ -11,7 +11,6 @@ is down or slow the bridge retries the same event with the project's backoff and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -19,8 +18,8 @@ from typing import TypeVar
 
 import structlog
 
+from baton.backoff import Backoff, wait_or_stop
 from baton.broker import Delivery, Poison
-from baton.broker.consumer import retry_delay
 from baton.conversations import Conversations
 from baton.handoff import ConversationState
 from baton.messages import (
@@ -46,6 +45,8 @@ T = TypeVar("T")
 # Our own sends from Chatwoot agents carry this idempotency key prefix: already in Chatwoot.
 CHATWOOT_SEND_PREFIX = "chatwoot:"
 ECHO_TTL = timedelta(seconds=60)
+# The project's one retry policy; a Chatwoot outage is retried at least every 10 s.
+RETRY = Backoff(base=0.2, cap=10.0)
 HISTORY_LINES_PER_NOTE = 50
 
 # How an agent in Chatwoot tells who spoke: outgoing messages start with a marker.
@@ -467,10 +468,9 @@ class Mirror:
                 metrics.LAG_SECONDS.set(max(0.0, time.time() - started))
                 if self._stop.is_set() or now - first_failure > self._retry_for:
                     raise  # the consumer requeues the delivery; nothing is lost
-                delay = retry_delay(attempt)
+                delay = RETRY.delay(attempt)
                 log.info("chatwoot.retrying", attempt=attempt, error=str(exc), delay=delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                await wait_or_stop(self._stop, delay)
 
 
 _TYPES: dict[

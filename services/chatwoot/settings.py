@@ -19,10 +19,9 @@ from baton.types import PhoneNumberId
 class BridgeSettings(BaseSettings):
     """`BATON_CHATWOOT_*` environment variables."""
 
+    # BATON_CHATWOOT_HOST / _PORT are process settings (baton.settings.Settings).
     model_config = SettingsConfigDict(env_prefix="BATON_CHATWOOT_", extra="ignore", frozen=True)
 
-    host: str = "127.0.0.1"
-    port: int = 8082  # callbacks from Chatwoot, and /healthz, /readyz, /metrics
     numbers: str = ""  # comma-separated phone_number_ids bridged with the inbox below
     url: str | None = None
     account_id: int | None = None
