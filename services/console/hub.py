@@ -1,37 +1,79 @@
-"""Fan-out of conversation events to SSE clients, with a short replay buffer.
+"""Fan-out of conversation events to SSE clients, from the event log every replica shares.
 
-Event ids are `<boot>-<seq>`: `boot` names this process's lifetime, `seq` grows by one per
-event. A client reconnecting with `Last-Event-ID` gets what it missed if it is still in the
-buffer and came from this same process; otherwise it first gets a `reset` event (refetch
-what you show, some events are gone) and then the live stream. A client too slow to keep its
-queue from filling up is disconnected, and reconnects the same way.
+Event ids are the log's ids (`services/console/eventlog.py` writes each event once, whichever
+replica consumes it): the same event has the same id on every console replica, and ids grow in
+the order events became visible, without gaps. So a client that reconnects with
+`Last-Event-ID`, to this replica or another, gets what it missed while the log still holds it
+(retention by age and count); otherwise it first gets a `reset` event (refetch what you show,
+some events are gone) and then the live stream. A client too slow to keep its queue from
+filling up is disconnected, and reconnects the same way.
+
+The hub follows the log by polling it: at once when this replica's broker feed saw an event go
+by (`publish`, a doorbell), otherwise every `poll_seconds`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections import deque
+import contextlib
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
-import orjson
 import structlog
 
+from baton.store.event_log_records import EventLogBounds, LoggedEvent
 from baton.types import ConversationId, PhoneNumberId
 from services.console import metrics
 
 log = structlog.get_logger()
 
+BATCH = 500  # events read from the log per poll
+# After a doorbell, the event may not be committed to the log yet: look again this often, this
+# many times, before falling back to the regular poll.
+EAGER_DELAY_SECONDS = 0.02
+EAGER_POLLS = 25
+PRUNE_EVERY_SECONDS = 60.0
+
+
+class EventLog(Protocol):
+    """The part of the store the hub reads (`PostgresStore` in production)."""
+
+    async def console_events_after(
+        self,
+        after: int,
+        *,
+        limit: int,
+        numbers: frozenset[PhoneNumberId] | None = None,
+        conversation_id: ConversationId | None = None,
+    ) -> list[LoggedEvent]: ...
+
+    async def console_event_bounds(self) -> EventLogBounds: ...
+
+    async def prune_console_events(self, *, older_than: datetime, keep: int) -> int: ...
+
 
 @dataclass(frozen=True)
 class HubEvent:
-    seq: int
+    seq: int  # the log's id
     id: str
     type: str  # e.g. conversation.mode_changed, message_sent
     data: bytes  # the broker message's JSON body, one line
     phone_number_id: PhoneNumberId | None
     conversation_id: ConversationId | None
+
+    @classmethod
+    def of(cls, logged: LoggedEvent) -> HubEvent:
+        return cls(
+            seq=logged.id,
+            id=str(logged.id),
+            type=logged.type,
+            data=logged.data.encode(),
+            phone_number_id=logged.phone_number_id,
+            conversation_id=logged.conversation_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -58,14 +100,25 @@ class Subscription:
     def __init__(self, hub: EventHub, filter: EventFilter, buffer: int) -> None:
         self._hub = hub
         self.filter = filter
+        self._buffer = buffer
         self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=buffer)
         self._ended = False
+        self._held: list[HubEvent] | None = None  # live events kept aside while replaying
+        self._last_seq = 0
 
     def offer(self, event: HubEvent) -> None:
         if self._ended or not self.filter.accepts(event):
             return
+        if self._held is not None:
+            self._held.append(event)
+            if len(self._held) > self._buffer:
+                self.end()
+            return
+        if event.seq <= self._last_seq:
+            return  # sent already: a replayed event that also came live
         try:
             self._queue.put_nowait(event)
+            self._last_seq = event.seq
             metrics.SSE_EVENTS.labels(outcome="delivered").inc()
         except asyncio.QueueFull:
             # Too slow: disconnect it; it reconnects with Last-Event-ID and replays or resets.
@@ -73,15 +126,32 @@ class Subscription:
             log.warning("console.sse_client_too_slow")
             self.end()
 
+    def hold(self) -> None:
+        """Keep live events aside until `release`: the replay must come first."""
+        self._held = []
+
+    def release(self, replay: list[HubEvent] | None) -> None:
+        """Deliver what was missed (or a reset when that is unknown), then what came meanwhile."""
+        held, self._held = self._held or [], None
+        if replay is None:
+            self.announce_reset()
+        else:
+            for event in replay:
+                self.offer(event)
+        for event in held:
+            self.offer(event)
+
     def announce_reset(self) -> None:
         """Tell the client it missed events it cannot get back (it stays subscribed)."""
-        self._queue.put_nowait(_RESET)
+        if not self._ended:
+            self._queue.put_nowait(_RESET)
 
     def end(self) -> None:
         """End the stream after what is queued (or at once, if the queue is full)."""
         if self._ended:
             return
         self._ended = True
+        self._held = None
         if self._queue.full():
             # Dropping only the oldest would leave a gap that Last-Event-ID cannot see.
             while not self._queue.empty():
@@ -100,53 +170,136 @@ class Subscription:
 
 
 class EventHub:
-    """Events in from the broker feed, out to every subscribed client."""
+    """Events in from the shared log, out to every subscribed client of this replica."""
 
-    def __init__(self, *, replay: int, client_buffer: int) -> None:
-        self.boot = uuid.uuid4().hex[:12]
-        self._seq = 0
-        self._recent: deque[HubEvent] = deque(maxlen=replay)
-        self._subscriptions: set[Subscription] = set()
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        replay: int,
+        client_buffer: int,
+        poll_seconds: float = 0.25,
+        retention: timedelta = timedelta(hours=1),
+        retention_events: int = 100_000,
+    ) -> None:
+        self._log = log
+        self._replay = replay
         self._client_buffer = client_buffer
+        self._poll_seconds = poll_seconds
+        self._retention = retention
+        self._retention_events = retention_events
+        self._cursor: int | None = None  # the last log id offered to clients
+        self._subscriptions: set[Subscription] = set()
         self._closed = False
+        self._doorbell = asyncio.Event()
+        self._eager = 0
+        self._polled_at: float | None = None
 
     @property
     def clients(self) -> int:
         return len(self._subscriptions)
 
-    def publish(self, type: str, body: bytes) -> HubEvent:
-        """Number one event and offer it to every client."""
-        self._seq += 1
-        phone_number_id, conversation_id = _routing_fields(body)
-        event = HubEvent(
-            seq=self._seq,
-            id=f"{self.boot}-{self._seq}",
-            type=type.removeprefix("event."),
-            data=body.replace(b"\n", b" ").replace(b"\r", b" "),
-            phone_number_id=phone_number_id,
-            conversation_id=conversation_id,
-        )
-        metrics.SSE_EVENTS.labels(outcome="received").inc()
-        self._recent.append(event)
-        for subscription in list(self._subscriptions):
-            subscription.offer(event)
-        return event
+    @property
+    def following(self) -> bool:
+        """Whether the log was read lately (readiness: clients would miss events otherwise)."""
+        if self._polled_at is None:
+            return False
+        return time.monotonic() - self._polled_at < max(10.0, 20 * self._poll_seconds)
 
-    def subscribe(self, filter: EventFilter, last_event_id: str | None = None) -> Subscription:
-        """A new client; replays what it missed since `last_event_id` when possible."""
+    def publish(self, type: str, body: bytes) -> None:
+        """This replica's broker feed saw an event go by: read the log now."""
+        metrics.SSE_EVENTS.labels(outcome="received").inc()
+        self._doorbell.set()
+
+    async def start(self) -> None:
+        """Follow the log from its newest event (clients before now replay by their id)."""
+        bounds = await self._log.console_event_bounds()
+        self._cursor = bounds.newest or 0
+        self._polled_at = time.monotonic()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Offer new log events to clients until `stop`; prune the log now and then."""
+        next_prune = time.monotonic()
+        failures = 0
+        while not stop.is_set():
+            try:
+                if self._cursor is None:
+                    await self.start()
+                found = await self.poll()
+                failures = 0
+            except Exception as exc:  # the store is away: keep trying, clients wait
+                failures += 1
+                log.warning("console.event_log_unreadable", error=repr(exc), failures=failures)
+                await self._sleep(stop, min(5.0, self._poll_seconds * 2**failures))
+                continue
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+                await self._prune()
+            if found >= BATCH:
+                continue  # more is waiting
+            delay = EAGER_DELAY_SECONDS if self._eager > 0 else self._poll_seconds
+            self._eager = max(0, self._eager - 1)
+            await self._sleep(stop, delay)
+
+    async def poll(self) -> int:
+        """Offer the log's events after the cursor to every client; how many there were."""
+        assert self._cursor is not None, "start() first"
+        rows = await self._log.console_events_after(self._cursor, limit=BATCH)
+        self._polled_at = time.monotonic()
+        for row in rows:
+            event = HubEvent.of(row)
+            self._cursor = row.id
+            for subscription in list(self._subscriptions):
+                subscription.offer(event)
+        return len(rows)
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        stopping = asyncio.ensure_future(stop.wait())
+        ringing = asyncio.ensure_future(self._doorbell.wait())
+        try:
+            await asyncio.wait({stopping, ringing}, timeout=seconds, return_when="FIRST_COMPLETED")
+        finally:
+            for waiter in (stopping, ringing):
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
+        if self._doorbell.is_set():
+            self._doorbell.clear()
+            self._eager = EAGER_POLLS
+
+    async def _prune(self) -> None:
+        try:
+            pruned = await self._log.prune_console_events(
+                older_than=datetime.now(UTC) - self._retention, keep=self._retention_events
+            )
+        except Exception as exc:
+            log.warning("console.event_log_prune_failed", error=repr(exc))
+            return
+        if pruned:
+            log.info("console.event_log_pruned", events=pruned)
+
+    async def subscribe(
+        self, filter: EventFilter, last_event_id: str | None = None
+    ) -> Subscription:
+        """A new client; replays what it missed since `last_event_id` when the log has it."""
         subscription = Subscription(self, filter, self._client_buffer)
         if self._closed:
             subscription.end()
             return subscription
-        if last_event_id is not None:
-            missed = self._since(last_event_id)
-            if missed is None:
-                subscription.announce_reset()
-            else:
-                for event in missed:
-                    subscription.offer(event)
         self._subscriptions.add(subscription)
         metrics.SSE_CLIENTS.set(len(self._subscriptions))
+        if last_event_id is None:
+            return subscription
+        subscription.hold()  # live events meanwhile wait behind the replay
+        try:
+            missed = await self._since(last_event_id, filter)
+        except asyncio.CancelledError:
+            self.unsubscribe(subscription)
+            raise
+        except Exception as exc:
+            log.warning("console.replay_failed", error=repr(exc))
+            missed = None
+        subscription.release(missed)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -159,32 +312,24 @@ class EventHub:
         for subscription in list(self._subscriptions):
             subscription.end()
 
-    def _since(self, last_event_id: str) -> list[HubEvent] | None:
-        boot, _, seq_text = last_event_id.partition("-")
-        if boot != self.boot or not seq_text.isdigit():
-            return None
-        seq = int(seq_text)
-        if seq > self._seq:
-            return None
-        oldest = self._recent[0].seq if self._recent else self._seq + 1
-        if seq + 1 < oldest:
-            return None  # the gap fell out of the buffer
-        return [event for event in self._recent if event.seq > seq]
-
-
-def _routing_fields(body: bytes) -> tuple[PhoneNumberId | None, ConversationId | None]:
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None, None
-    if not isinstance(parsed, dict):
-        return None, None
-    number = parsed.get("phone_number_id")
-    conversation = parsed.get("conversation_id")
-    return (
-        str(number) if number is not None else None,
-        conversation if isinstance(conversation, int) else None,
-    )
+    async def _since(self, last_event_id: str, filter: EventFilter) -> list[HubEvent] | None:
+        if not last_event_id.isascii() or not last_event_id.isdigit():
+            return None  # not one of the log's ids (e.g. from before the shared log)
+        last = int(last_event_id)
+        bounds = await self._log.console_event_bounds()
+        if bounds.newest is None or last > bounds.newest:
+            return None  # an id this log never gave
+        if bounds.oldest is not None and last + 1 < bounds.oldest:
+            return None  # the gap was pruned
+        rows = await self._log.console_events_after(
+            last,
+            limit=self._replay + 1,
+            numbers=filter.numbers,
+            conversation_id=filter.conversation_id,
+        )
+        if len(rows) > self._replay:
+            return None  # more than a client may replay: refetching is cheaper
+        return [HubEvent.of(row) for row in rows]
 
 
 async def sse_stream(
@@ -197,7 +342,7 @@ async def sse_stream(
 ) -> AsyncGenerator[bytes, None]:
     """The text/event-stream body for one client, until the hub or the client ends it."""
     # Subscribed only once the response streams: a response never started leaks nothing.
-    subscription = hub.subscribe(filter, last_event_id)
+    subscription = await hub.subscribe(filter, last_event_id)
     try:
         yield f"retry: {retry_ms}\n\n".encode()
         while True:

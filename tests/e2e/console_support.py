@@ -28,10 +28,9 @@ from baton.runtime import serve_http
 from baton.settings import Settings
 from baton.store import PostgresStore
 from services.console.agents import load_directory
-from services.console.app import create_app
+from services.console.app import create_app, hub_from_settings, start_event_log
 from services.console.context import Console
 from services.console.feed import EventFeed
-from services.console.hub import EventHub
 
 AMQP_BASE = "amqp://guest:guest@127.0.0.1:5672/"
 ALICE_TOKEN = "alice-token-0123456789"
@@ -101,11 +100,15 @@ async def in_process_console(
     )
     store = await PostgresStore.open(pg_url)
     broker = Broker(amqp_url, name="console-test")
-    hub = EventHub(replay=config.console_replay_events, client_buffer=config.console_client_buffer)
+    hub = hub_from_settings(config, store)
     feed = EventFeed(amqp_url, hub)
+    hub_stop = asyncio.Event()
+    following: asyncio.Task[None] | None = None
     try:
         await broker.connect()
         await broker.declare_topology()
+        await start_event_log(config, broker, store, hub)  # the log all replicas share
+        following = asyncio.create_task(hub.run(hub_stop))
         await feed.start()
         conversations = Conversations(store, broker, config.numbers())
         console = Console(config, store, broker, conversations, hub)
@@ -117,6 +120,9 @@ async def in_process_console(
         yield InProcessConsole(app, console, feed)
     finally:
         hub.close()
+        hub_stop.set()
+        if following is not None:
+            await following
         await feed.close()
         await broker.close()
         await store.close()
