@@ -177,7 +177,7 @@ async def keep_index_current(store: Store, numbers: NumbersConfig, stop: asyncio
     failures = 0
     while not stop.is_set():
         try:
-            added = await store.index_past_answers(
+            added, more = await store.index_past_answers(
                 languages=languages,
                 default_language="pt-BR",
                 skip_bot_prefixes=CANNOT_ANSWER_PREFIXES,
@@ -191,6 +191,6 @@ async def keep_index_current(store: Store, numbers: NumbersConfig, stop: asyncio
             failures = 0
             if added:
                 log.debug("knowledge.indexed", pairs=added)
-            delay = 0.0 if added >= INDEX_BATCH else INDEX_IDLE_SECONDS
+            delay = 0.0 if more else INDEX_IDLE_SECONDS
         if delay:
             await wait_or_stop(stop, delay)

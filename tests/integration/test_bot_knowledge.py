@@ -57,10 +57,14 @@ async def _import(store: PostgresStore, number: str, rows: list[HistoryRow]) -> 
 
 
 async def _index_everything(store: PostgresStore, numbers: dict[str, str]) -> None:
-    while await store.index_past_answers(
-        languages=numbers, default_language="pt-BR", skip_bot_prefixes=CANNOT_ANSWER_PREFIXES
-    ):
-        pass
+    more = True
+    while more:
+        _, more = await store.index_past_answers(
+            languages=numbers,
+            default_language="pt-BR",
+            skip_bot_prefixes=CANNOT_ANSWER_PREFIXES,
+            batch=2,
+        )
 
 
 async def test_the_bot_prompt_carries_this_numbers_imported_answer_and_never_anothers(

@@ -25,10 +25,11 @@ class PastAnswer(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    answer_id: int
-    conversation_id: ConversationId
+    pair_id: int
+    conversation_id: ConversationId  # where it was first seen
     question: str
     answer: str
     author: Author
     imported: bool
+    uses: int  # how many times the business gave this answer to these words
     score: float

@@ -4,7 +4,9 @@ The index is built by passes over new message rows (`index_past_answers`), not b
 neither the live insert path nor the history import's COPY pays for it. A pass pairs every new
 business answer (agent, owner from the phone, bot) with the customer's messages since the
 business last spoke in that conversation, and stores the pair's text-search vector in the
-number's language. Passes are serialised by a row lock and idempotent (a pair per answer row).
+number's language. The same words answered the same way are one pair, counted in `uses`.
+Passes are serialised by a row lock, and each answer row is counted once
+(`knowledge_answers_seen`), so a pass repeated or overlapping another changes nothing.
 
 Retrieval ranks by full-text match (an OR of the question's lexemes, so paraphrases that share
 some words are found) plus trigram similarity (typos, inflections the stemmer misses), within
@@ -22,27 +24,37 @@ from baton.store.knowledge_records import PastAnswer, StoredKnowledge
 from baton.store.pg_search import search_config
 from baton.types import Author, PhoneNumberId
 
-# The watermark only passes answers older than this: a lower id may still commit late, so
-# younger rows are scanned again on the next pass (cheaply: made pairs are skipped by key).
-RESCAN_SECONDS = 60
+# A row with an id below `high` that commits this much later than its neighbours is still
+# found: the late scan covers ids the mark passed at least this long ago.
+LATE_COMMIT_SECONDS = 60
 
 _ANSWER_AUTHORS = [Author.HUMAN.value, Author.APP.value, Author.BOT.value]
 
 _INDEX_PASS = """
-WITH answers AS (
-    SELECT a.id, a.conversation_id, a.phone_number_id, a.author, a.body, a.sent_at, a.imported,
-           a.created_at
-      FROM messages a
-     WHERE a.id > $1 AND a.author = ANY($2::text[])
+WITH new_rows AS (
+    SELECT a.id FROM messages a
+     WHERE a.id > $7 AND a.author = ANY($2::text[])
      ORDER BY a.id
      LIMIT $4
+), late_rows AS (
+    SELECT a.id FROM messages a
+     WHERE a.id > $1 AND a.id <= $7 AND a.author = ANY($2::text[])
+       AND NOT EXISTS (SELECT 1 FROM knowledge_answers_seen s WHERE s.answer_id = a.id)
+     LIMIT $4
+), seen AS (
+    INSERT INTO knowledge_answers_seen (answer_id)
+    SELECT id FROM new_rows UNION SELECT id FROM late_rows
+    ON CONFLICT DO NOTHING
+    RETURNING answer_id
 ), fresh AS (
-    SELECT a.* FROM answers a
-     WHERE a.body <> ''
-       AND NOT (a.author = 'bot' AND a.body LIKE ANY($3::text[]))
-       AND NOT EXISTS (SELECT 1 FROM knowledge_pairs p WHERE p.answer_id = a.id)
+    SELECT a.id, a.conversation_id, a.phone_number_id, a.author, a.body, a.sent_at, a.imported
+      FROM messages a JOIN seen ON seen.answer_id = a.id
+     WHERE a.body <> '' AND NOT (a.author = 'bot' AND a.body LIKE ANY($3::text[]))
 ), paired AS (
-    SELECT a.*, q.question
+    SELECT a.phone_number_id, min(a.conversation_id) AS conversation_id,
+           left(q.question, 2000) AS question, left(a.body, 4000) AS answer,
+           (array_agg(a.author ORDER BY a.sent_at DESC))[1] AS author,
+           max(a.sent_at) AS answered_at, bool_and(a.imported) AS imported, count(*) AS uses
       FROM fresh a
       CROSS JOIN LATERAL (
           SELECT string_agg(c.body, ' ' ORDER BY c.sent_at, c.id) AS question
@@ -59,48 +71,55 @@ WITH answers AS (
              ), '-infinity'::timestamptz)
       ) q
      WHERE q.question IS NOT NULL
+     GROUP BY a.phone_number_id, left(q.question, 2000), left(a.body, 4000)
 ), configs AS (
     SELECT key AS phone_number_id, value::regconfig AS config FROM jsonb_each_text($5::jsonb)
 ), inserted AS (
-    INSERT INTO knowledge_pairs (answer_id, phone_number_id, conversation_id, question, answer,
-                                 answer_author, answered_at, imported, tsv)
-    SELECT p.id, p.phone_number_id, p.conversation_id, left(p.question, 2000),
-           left(p.body, 4000), p.author, p.sent_at, p.imported,
-           to_tsvector(COALESCE(c.config, $6::regconfig), left(p.question, 2000))
+    INSERT INTO knowledge_pairs AS k (phone_number_id, conversation_id, question, answer,
+                                      answer_author, answered_at, imported, uses, tsv)
+    SELECT p.phone_number_id, p.conversation_id, p.question, p.answer, p.author, p.answered_at,
+           p.imported, p.uses, to_tsvector(COALESCE(c.config, $6::regconfig), p.question)
       FROM paired p LEFT JOIN configs c USING (phone_number_id)
-    ON CONFLICT (answer_id) DO NOTHING
+    ON CONFLICT (phone_number_id, md5(question), md5(answer)) DO UPDATE
+       SET uses = k.uses + EXCLUDED.uses,
+           answered_at = GREATEST(k.answered_at, EXCLUDED.answered_at),
+           imported = k.imported AND EXCLUDED.imported
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM inserted) AS indexed,
-       (SELECT max(id) FROM answers
-         WHERE created_at < now() - make_interval(secs => $7)) AS settled
+       (SELECT count(*) FROM new_rows) AS scanned,
+       (SELECT max(id) FROM new_rows) AS high
 """
 
-# Candidates by full text and by trigram, then one ranking: both scores in [0, 1].
+_ADVANCE = """
+UPDATE knowledge_index_state
+   SET high = GREATEST(high, COALESCE($1, high)),
+       low = CASE WHEN mark_at < now() - make_interval(secs => $2) THEN mark ELSE low END,
+       mark = CASE WHEN mark_at < now() - make_interval(secs => $2) THEN high ELSE mark END,
+       mark_at = CASE WHEN mark_at < now() - make_interval(secs => $2) THEN now() ELSE mark_at END
+ WHERE id = 1
+"""
+
+# Candidates by full text (an OR of the question's lexemes), then one ranking of both scores in
+# [0, 1]: the text rank, and trigram similarity for the words the stemmer does not join. A
+# trigram candidate search of its own was measured (bench/retrieval.py): it found nothing the
+# text search missed and cost most of the time.
 _RETRIEVE = """
 WITH query AS (
     SELECT NULLIF(replace(plainto_tsquery($2::regconfig, $3)::text, '&', '|'), '')::tsquery AS q
 ), by_text AS (
-    SELECT p.answer_id, ts_rank_cd(p.tsv, query.q, 1) AS fts
+    SELECT p.id, ts_rank_cd(p.tsv, query.q, 1) AS fts
       FROM knowledge_pairs p, query
      WHERE p.phone_number_id = $1 AND query.q IS NOT NULL AND p.tsv @@ query.q
      ORDER BY fts DESC
      LIMIT $5
-), by_trigram AS (
-    SELECT p.answer_id, 0.0::real AS fts
-      FROM knowledge_pairs p
-     WHERE p.phone_number_id = $1 AND p.question % $3
-     ORDER BY p.question <-> $3
-     LIMIT $5
 ), candidates AS (
-    SELECT answer_id, max(fts) AS fts FROM (
-        SELECT * FROM by_text UNION ALL SELECT * FROM by_trigram
-    ) u GROUP BY answer_id
+    SELECT * FROM by_text
 )
-SELECT p.answer_id, p.conversation_id, p.question, p.answer, p.answer_author, p.imported,
+SELECT p.id, p.conversation_id, p.question, p.answer, p.answer_author, p.imported, p.uses,
        (c.fts / (c.fts + 0.1)) + similarity(p.question, $3) AS score
-  FROM candidates c JOIN knowledge_pairs p USING (answer_id)
- ORDER BY score DESC, p.answered_at DESC
+  FROM candidates c JOIN knowledge_pairs p USING (id)
+ ORDER BY score DESC, p.uses DESC, p.answered_at DESC
  LIMIT $4
 """
 
@@ -158,31 +177,29 @@ class PostgresKnowledgeStore:
         default_language: str,
         skip_bot_prefixes: Sequence[str] = (),
         batch: int = 5000,
-    ) -> int:
-        """One indexing pass over new messages; returns how many pairs it added."""
+    ) -> tuple[int, bool]:
+        """One indexing pass: how many pairs it added or counted again, and whether more new
+        rows wait."""
         configs = {number: search_config(language) for number, language in languages.items()}
         patterns = [_like_prefix(prefix) for prefix in skip_bot_prefixes]
         async with self._pool.acquire() as conn, conn.transaction():
-            low = await conn.fetchval(
-                "SELECT low_watermark FROM knowledge_index_state WHERE id = 1 FOR UPDATE"
+            state = await conn.fetchrow(
+                "SELECT low, high FROM knowledge_index_state WHERE id = 1 FOR UPDATE"
             )
+            assert state is not None
             row = await conn.fetchrow(
                 _INDEX_PASS,
-                low,
+                state["low"],
                 _ANSWER_AUTHORS,
                 patterns,
                 batch,
                 configs,
                 search_config(default_language),
-                RESCAN_SECONDS,
+                state["high"],
             )
             assert row is not None
-            if row["settled"] is not None:
-                await conn.execute(
-                    "UPDATE knowledge_index_state SET low_watermark = $1 WHERE id = 1",
-                    row["settled"],
-                )
-            return int(row["indexed"])
+            await conn.execute(_ADVANCE, row["high"], LATE_COMMIT_SECONDS)
+            return int(row["indexed"]), row["scanned"] >= batch
 
     async def retrieve_past_answers(
         self,
@@ -201,12 +218,13 @@ class PostgresKnowledgeStore:
         )
         return [
             PastAnswer(
-                answer_id=row["answer_id"],
+                pair_id=row["id"],
                 conversation_id=row["conversation_id"],
                 question=row["question"],
                 answer=row["answer"],
                 author=Author(row["answer_author"]),
                 imported=row["imported"],
+                uses=row["uses"],
                 score=float(row["score"]),
             )
             for row in rows
