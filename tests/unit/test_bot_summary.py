@@ -2,13 +2,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from baton.facts import detect_topics, extract_emails, extract_order_ids, extract_phones
 from services.bot.summary import (
     MAX_REQUESTS,
     REQUEST_CHARS,
-    detect_topics,
-    extract_emails,
-    extract_order_ids,
-    extract_phones,
     summarize,
 )
 
