@@ -174,3 +174,27 @@ async def test_capacity_holds_with_50_waiting_and_3_agents_coming_online_at_once
         await dave.put("/me/presence", json={"status": "offline"})
     loads = await console.console.store.agent_loads()
     assert loads.get("dave", 0) == 0
+
+
+async def test_thirty_takeovers_at_once_all_answer_and_capacity_holds(
+    console: InProcessConsole,
+) -> None:
+    """More takeovers at once than the store has connections: each waits its turn for the
+    assignment lock without holding a connection the holder needs (no pool deadlock)."""
+    number = new_number()
+    cids = [await handed_off(console, number) for _ in range(30)]
+    async with console.client(ALICE_TOKEN) as alice, console.client(BOB_TOKEN) as bob:
+        answers = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    (alice if i % 2 else bob).post(f"/conversations/{cid}/takeover")
+                    for i, cid in enumerate(cids)
+                )
+            ),
+            timeout=60,
+        )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200] * 10 + [409] * 20  # alice and bob hold 5 each, their capacity
+    assert {a.json()["reason"] for a in answers if a.status_code == 409} == {"at_capacity"}
+    loads = await console.console.store.agent_loads()
+    assert (loads["alice"], loads["bob"]) == (5, 5)

@@ -9,6 +9,7 @@ assignment is saved (loads only shrink without the lock).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
@@ -91,6 +92,7 @@ class PostgresWorkflowStore:
     """Mixin of `PostgresStore` for the agent workflow (uses `self._pool`)."""
 
     _pool: asyncpg.Pool
+    _assigning: asyncio.Lock  # this process's turn at the assignment lock
 
     # --- presence ------------------------------------------------------------------------
 
@@ -171,8 +173,10 @@ class PostgresWorkflowStore:
     @contextlib.asynccontextmanager
     async def assignment_lock(self) -> AsyncIterator[None]:
         # A session lock on a connection held for the block: a crashed holder's connection
-        # closes and the lock with it.
-        async with self._pool.acquire() as conn:
+        # closes and the lock with it. Callers of one process queue in memory first: each one
+        # waiting in PostgreSQL would hold a pooled connection, and with more waiters than
+        # connections the holder could never get the one it needs to finish.
+        async with self._assigning, self._pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", ASSIGNMENT_LOCK)
             try:
                 yield

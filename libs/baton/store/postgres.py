@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Self
@@ -132,6 +133,7 @@ class PostgresStore(
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._assigning = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> Self:
