@@ -35,7 +35,6 @@ from baton.handoff import (
     AgentAssigned,
     AgentEventKind,
     AgentResolved,
-    AgentTookOver,
     AgentTransferred,
     AgentWentOffline,
     ConversationState,
@@ -158,29 +157,6 @@ class Workflow:
             raise _conflict(refuse[0], refuse[1], exc.state) from exc
         except ConcurrentUpdate as exc:
             raise WorkflowError(503, "try again") from exc
-
-    async def take_over(self, agent: Principal, cid: ConversationId) -> Decision:
-        """A takeover that counts the agent's load: 409 `at_capacity` for a full agent."""
-        state = await self._state(agent, cid)
-        async with self._store.assignment_lock():
-            load = (await self._store.agent_loads()).get(agent.id, 0)
-            event = AgentTookOver(agent_id=agent.id, load=load, capacity=agent.max_conversations)
-            decision = await self._apply(
-                cid,
-                event,
-                lambda s: not (s.mode is Mode.HUMAN and s.assignee not in (None, agent.id)),
-                (ConflictReason.HELD_BY_ANOTHER_AGENT, "another agent holds this conversation"),
-                loaded=state,
-            )
-        if decision.ignored is IgnoreReason.AT_CAPACITY:
-            raise _conflict(
-                ConflictReason.AT_CAPACITY,
-                f"you already hold {agent.max_conversations} conversations",
-                decision.state,
-            )
-        if decision.changed:
-            metrics.ASSIGNMENTS.labels(how="takeover").inc()
-        return decision
 
     async def transfer(self, agent: Principal, cid: ConversationId, to: str | None) -> Decision:
         """Hand a human conversation to another agent, or back to the queue (`to=None`)."""
