@@ -134,6 +134,20 @@ def _agents_only(principal: Principal, what: str) -> None:
         )
 
 
+async def _hand_over(
+    console: Console,
+    principal: Principal,
+    cid: ConversationId,
+    action: str,
+    event: AgentTookOver | AgentReleased,
+    what: str,
+) -> HandoffState:
+    """Takeover and return-to-bot: agents only, on a conversation they may see."""
+    _agents_only(principal, what)
+    await _visible(console, principal, cid)
+    return await routes.take_or_release(console, principal, cid, action, event, via=Via.MCP)
+
+
 async def conversation_detail(
     console: Console, principal: Principal, cid: ConversationId
 ) -> ConversationDetail:
@@ -338,20 +352,9 @@ def build_server(
         ctx: Context[Any, Any], conversation_id: ConversationArg
     ) -> Annotated[CallToolResult, HandoffState]:
         principal = principal_of(ctx)
-
-        async def work() -> HandoffState:
-            _agents_only(principal, "take over")
-            await _visible(console, principal, conversation_id)
-            return await routes.take_or_release(
-                console,
-                principal,
-                conversation_id,
-                "takeover",
-                AgentTookOver(agent_id=principal.id),
-                via=Via.MCP,
-            )
-
-        return await _answer("take_over", work())
+        event = AgentTookOver(agent_id=principal.id)
+        work = _hand_over(console, principal, conversation_id, "takeover", event, "take over")
+        return await _answer("take_over", work)
 
     @server.tool(
         name="return_to_bot",
@@ -369,20 +372,10 @@ def build_server(
         ctx: Context[Any, Any], conversation_id: ConversationArg
     ) -> Annotated[CallToolResult, HandoffState]:
         principal = principal_of(ctx)
-
-        async def work() -> HandoffState:
-            _agents_only(principal, "return a conversation to the bot")
-            await _visible(console, principal, conversation_id)
-            return await routes.take_or_release(
-                console,
-                principal,
-                conversation_id,
-                "release",
-                AgentReleased(agent_id=principal.id),
-                via=Via.MCP,
-            )
-
-        return await _answer("return_to_bot", work())
+        event = AgentReleased(agent_id=principal.id)
+        what = "return a conversation to the bot"
+        work = _hand_over(console, principal, conversation_id, "release", event, what)
+        return await _answer("return_to_bot", work)
 
     @server.tool(
         name="send_message",
