@@ -90,12 +90,17 @@ def build(directory: Path, *, use_examples: bool = False) -> list[Obj]:
     return _build(directory.resolve(), expect_kind="Kustomization", use_examples=use_examples)
 
 
-def _build(directory: Path, *, expect_kind: str, use_examples: bool) -> list[Obj]:
+def _build(
+    directory: Path, *, expect_kind: str, use_examples: bool, objects: list[Obj] | None = None
+) -> list[Obj]:
+    """Render `directory`; a Component transforms `objects`, its parent's resources, in place
+    (its patches and `behavior: merge` generators act on what the parent has so far)."""
     kustomization = load_kustomization(directory)
     kind = kustomization.get("kind", "Kustomization")
     if kind != expect_kind:
         raise Unsupported(f"{directory}: kind {kind}, expected {expect_kind}")
-    objects: list[Obj] = []
+    if objects is None:
+        objects = []
     for entry in kustomization.get("resources", []):
         path = directory / entry
         if path.is_dir():
@@ -103,8 +108,9 @@ def _build(directory: Path, *, expect_kind: str, use_examples: bool) -> list[Obj
         else:
             objects.extend(load_objects(path))
     for entry in kustomization.get("components", []):
-        component = _build(directory / entry, expect_kind="Component", use_examples=use_examples)
-        objects.extend(component)
+        _build(
+            directory / entry, expect_kind="Component", use_examples=use_examples, objects=objects
+        )
     options = kustomization.get("generatorOptions", {})
     for field, kind_name in (("configMapGenerator", "ConfigMap"), ("secretGenerator", "Secret")):
         for generator in kustomization.get(field, []):
@@ -207,8 +213,13 @@ def _patch(directory: Path, patch: Obj, objects: list[Obj]) -> None:
     else:
         text = patch["patch"]
     operations = yaml.safe_load(text)
+    if isinstance(operations, dict) and operations.get("$patch") == "delete":
+        _delete(directory, operations, patch.get("target", {}), objects)
+        return
     if not isinstance(operations, list):
-        raise Unsupported(f"{directory}: only JSON 6902 patches (a list of operations)")
+        raise Unsupported(
+            f"{directory}: only JSON 6902 patches (a list of operations) and `$patch: delete`"
+        )
     target = patch.get("target", {})
     matched = [o for o in objects if _matches(o, target)]
     if not matched:
@@ -216,6 +227,19 @@ def _patch(directory: Path, patch: Obj, objects: list[Obj]) -> None:
     for obj in matched:
         for operation in operations:
             _apply_operation(obj, operation)
+
+
+def _delete(directory: Path, document: Obj, target: Obj, objects: list[Obj]) -> None:
+    """A strategic-merge patch that is only `$patch: delete`: remove the object it names."""
+    if set(document) - {"apiVersion", "kind", "metadata", "$patch"} or set(
+        document.get("metadata", {})
+    ) - {"name", "namespace"}:
+        raise Unsupported(f"{directory}: a `$patch: delete` that also changes fields")
+    names = {"kind": document["kind"], **document["metadata"], **target}
+    doomed = [o for o in objects if _matches(o, names)]
+    if len(doomed) != 1:
+        raise Unsupported(f"{directory}: `$patch: delete` matches {len(doomed)} objects: {names}")
+    objects.remove(doomed[0])
 
 
 def _matches(obj: Obj, target: Obj) -> bool:
