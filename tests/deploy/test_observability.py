@@ -257,3 +257,63 @@ def test_the_check_reports_what_the_code_does_not_export() -> None:
     assert _unknown_series('rabbitmq_queue_messages{queue="q"} + up') == []
     with pytest.raises(ValueError, match="unknown Grafana variable"):
         _metrics.selectors("rate(baton_consumer_messages_total[$window])")
+
+
+def _namespace_matchers(expr: str) -> list[tuple[str, list[str]]]:
+    """Each selector of `expr` with the values its `namespace` label must match as a regex."""
+    for macro, value in _metrics.GRAFANA_MACROS.items():
+        expr = expr.replace(macro, value)
+    found: list[tuple[str, list[str]]] = []
+
+    def visit(node: promql_parser.Expr) -> bool:
+        if isinstance(node, promql_parser.VectorSelector):
+            regexes = [
+                m.value
+                for m in node.matchers.matchers
+                if m.name == "namespace" and m.op == promql_parser.MatchOp.Re
+            ]
+            found.append((str(node.name), regexes))
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
+
+
+@pytest.mark.parametrize("path", _dashboard_files(), ids=lambda p: p.name)
+def test_every_dashboard_query_is_scoped_by_the_namespace_variable(path: Path) -> None:
+    dashboard = load_json(path)
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    namespace = variables["namespace"]
+    assert namespace["type"] == "query" and namespace["datasource"]["uid"] == "${datasource}"
+    assert "namespace" in namespace["definition"]
+    # All means every namespace and series without one too (docker compose has no namespace).
+    assert namespace["includeAll"] and namespace["allValue"] == ".*" and namespace["multi"]
+    unscoped = [
+        f"{title}: {name}"
+        for title, expr in _dashboard_exprs(path)
+        for name, regexes in _namespace_matchers(expr)
+        if regexes != ["$namespace"]
+    ]
+    assert not unscoped, 'add namespace=~"$namespace" to:\n' + "\n".join(unscoped)
+    # The check itself.
+    assert _namespace_matchers('sum(up{namespace=~"$namespace"}) / sum(up)') == [
+        ("up", ["$namespace"]),
+        ("up", []),
+    ]
+
+
+def test_a_panel_shows_the_outbox_s_in_doubt_sends() -> None:
+    from services.outbox import metrics as outbox_metrics
+
+    (family,) = outbox_metrics.IN_DOUBT.describe()
+    assert family.type == "counter"
+    series = f"{family.name}_total"
+    assert series in _metrics.exported()
+    panels = [
+        title
+        for path in _dashboard_files()
+        for title, expr in _dashboard_exprs(path)
+        if series in {name for name, _ in _metrics.selectors(expr)}
+    ]
+    assert panels, f"no dashboard panel reads {series}"
+    assert any("in-doubt" in title.lower() for title in panels), panels
