@@ -30,6 +30,9 @@ KUSTOMIZATION_FIELDS = frozenset(
         "secretGenerator",
         "generatorOptions",
         "patches",
+        # kustomize's own transformer settings (name references in custom resources): they
+        # change generated names' references, which this renderer leaves plain anyway.
+        "configurations",
     }
 )
 GENERATOR_FIELDS = frozenset({"name", "behavior", "envs", "files", "literals", "options", "type"})
@@ -79,6 +82,8 @@ def references(directory: Path) -> Iterator[Reference]:
     for patch in kustomization.get("patches", []):
         if "path" in patch:
             yield Reference(directory, "patches", directory / patch["path"])
+    for entry in kustomization.get("configurations", []):
+        yield Reference(directory, "configurations", directory / entry)
 
 
 def build(directory: Path, *, use_examples: bool = False) -> list[Obj]:
