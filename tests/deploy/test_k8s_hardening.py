@@ -20,6 +20,7 @@ import yaml
 from baton.broker import topology
 from tests.deploy import _kustomize
 from tests.deploy._repo import K8S, K8S_BASE, K8S_OVERLAY, ROOT
+from tests.deploy.test_k8s import KUBERNETES_VERSIONS
 
 Obj = dict[str, Any]
 NAMESPACE = "baton"  # the example overlay's
@@ -202,13 +203,20 @@ def _port_matches(
     return False
 
 
+def _policy_types(spec: Obj) -> list[str]:
+    """Kubernetes' default when `policyTypes` is left out: Ingress, and Egress if it has rules."""
+    default = ["Ingress", *(["Egress"] if "egress" in spec else [])]
+    types: list[str] = spec.get("policyTypes") or default
+    return types
+
+
 def _policies_for(objects: list[Obj], workload: Obj, direction: str) -> list[Obj]:
     namespace = workload["metadata"].get("namespace")
     return [
         policy
         for policy in _of_kind(objects, "NetworkPolicy").values()
         if policy["metadata"].get("namespace") == namespace
-        and direction in policy["spec"].get("policyTypes", ["Ingress"])
+        and direction in _policy_types(policy["spec"])
         and _selects(policy["spec"]["podSelector"], _pod_labels(workload))
     ]
 
@@ -542,12 +550,13 @@ def test_every_object_of_the_full_overlay_validates(full: list[Obj]) -> None:
             ), obj["kind"]
             assert obj["spec"], obj["kind"]
             continue
-        try:
-            kubernetes_validate.validate(
-                obj, kubernetes_validate.utils.latest_version(), strict=True
-            )
-        except kubernetes_validate.ValidationError as exc:
-            failures.append(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message}")
+        for version in KUBERNETES_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                failures.append(
+                    f"{obj['kind']}/{obj['metadata']['name']} @{version}: {exc.message}"
+                )
     assert not failures, "\n".join(failures)
 
 
