@@ -1,11 +1,20 @@
 """Pacing as plain values with an injected clock: the per-number send window, the pair bucket.
 
-`SendWindow` makes the per-number limit exact. It has `limit` slots; a Graph API call holds one
-slot from before it starts until `seconds` after its anchor, when Meta's answer arrived. Whenever
-Meta counts a call, it is between the call's start and its answer, so two calls on the same slot
-are always more than `seconds` apart as Meta sees them, and any `seconds`-long window holds at
-most one call per slot: at most `limit` calls. The cost: a slot is busy for the call's latency
-on top of `seconds`, so a number sustains `limit / (seconds + latency)` per second.
+`SendWindow` has `limit` slots; a Graph API call holds one from before it starts until it is
+over, and the slot is free again `seconds` after the call's *anchor* (`anchor_of`): the moment
+by which Meta has certainly counted it. Meta counts a call when it arrives, somewhere between
+its start and its answer:
+
+- Anchored on the answer (`margin = inf`), the window is exact whatever Meta's uplink: two calls
+  on one slot are more than `seconds` apart as Meta sees them, so any `seconds`-long window at
+  Meta holds at most `limit` calls. The cost: a slot is busy for the whole round trip on top of
+  `seconds`, so a number sustains `limit / (seconds + latency)`: 0.8 of its limit at 250 ms.
+- Anchored `margin` after the call's start (or on its answer if that came first), a slot is
+  busy `seconds + margin`, whatever the latency: `limit / (seconds + margin)`. This is exact as
+  long as the uplink delays of a number's calls (start → counted by Meta) differ by at most
+  `margin` (`arrival_bound` states it, tests check it); beyond that, the calls are still spread
+  `(seconds + margin) / limit` apart, so Meta's 20 (or 80) absorbs up to
+  `cap / limit * (seconds + margin) - seconds` of uplink jitter (see `tolerated_jitter`).
 """
 
 from __future__ import annotations
@@ -30,18 +39,49 @@ class WindowShape:
         return cls(limit=1, seconds=1.0 / rate)
 
 
+def anchor_of(started: float, answered: float, margin: float) -> float:
+    """When Meta has certainly counted a call: its answer, or `margin` after its start."""
+    return min(answered, started + margin)
+
+
+def call_gap(shape: WindowShape, margin: float) -> float:
+    """Seconds between two call starts of a smooth window: `(seconds + margin) / limit`."""
+    return (shape.seconds + (margin if math.isfinite(margin) else 0.0)) / shape.limit
+
+
+def arrival_bound(shape: WindowShape, margin: float, jitter: float) -> int:
+    """The most calls Meta can count in one `seconds`-long window of a smooth window when the
+    uplink delays of a number's calls differ by at most `jitter` (`limit` if `jitter <= margin`)."""
+    if not math.isfinite(margin):
+        return shape.limit
+    # Meta counts in [t, t + seconds) only calls started in a span of seconds + jitter, and
+    # starts are at least one gap apart.
+    return math.ceil((shape.seconds + jitter) / call_gap(shape, margin) - 1e-9)
+
+
+def tolerated_jitter(shape: WindowShape, margin: float, cap: int) -> float:
+    """The most uplink jitter for which Meta never counts more than `cap` in a window."""
+    if not math.isfinite(margin):
+        return math.inf
+    return cap * call_gap(shape, margin) - shape.seconds
+
+
 class SendWindow:
     """At most `shape.limit` calls in any `shape.seconds` window (see the module docstring)."""
 
-    def __init__(self, shape: WindowShape, *, smooth: bool = True) -> None:
+    def __init__(
+        self, shape: WindowShape, *, smooth: bool = True, margin: float = math.inf
+    ) -> None:
         self.shape = shape
+        self.margin = margin
         # The anchor of each slot's last call; -inf: never used. A reserved slot is in `_held`.
         self._anchors = [-math.inf] * shape.limit
         self._held: set[int] = set()
         self._not_before = -math.inf
-        # Smooth: call starts at least seconds/limit apart, instead of `limit` at once. Same
-        # limit, but each call runs alone, so its answer (the slot's anchor) comes sooner.
-        self._gap = shape.seconds / shape.limit if smooth else 0.0
+        # Smooth: call starts at least one gap apart, instead of `limit` at once. Same limit, but
+        # each call runs alone, so its answer comes sooner; with a margin, the gap is also what
+        # bounds Meta's count when the uplink jitter exceeds the margin (`arrival_bound`).
+        self._gap = call_gap(shape, margin) if smooth else 0.0
         self._last_start = -math.inf
 
     @property
@@ -81,6 +121,10 @@ class SendWindow:
         """The call on `slot` is over; the slot is free again `seconds` after `anchor`."""
         self._held.discard(slot)
         self._anchors[slot] = max(self._anchors[slot], anchor)
+
+    def settle_call(self, slot: int, started: float, answered: float) -> None:
+        """The call that started at `started` was answered (or failed) at `answered`."""
+        self.settle(slot, anchor_of(started, answered, self.margin))
 
     def cancel(self, slot: int) -> None:
         """The slot was reserved but no call was made: give it back unchanged."""

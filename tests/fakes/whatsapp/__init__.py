@@ -16,6 +16,7 @@ from tests.fakes.whatsapp.config import (
 )
 from tests.fakes.whatsapp.control import SimulatorClient
 from tests.fakes.whatsapp.faults import Endpoint, Fault, FaultKind
+from tests.fakes.whatsapp.latency import RoundTrip
 from tests.fakes.whatsapp.media import StoredMedia
 from tests.fakes.whatsapp.records import (
     MediaFetch,
@@ -42,6 +43,7 @@ __all__ = [
     "Outcome",
     "PairRate",
     "ReadReceipt",
+    "RoundTrip",
     "SentMessage",
     "SimConfig",
     "Simulator",

@@ -23,6 +23,7 @@ from tests.fakes.whatsapp.config import (
     SimConfig,
 )
 from tests.fakes.whatsapp.control import SimulatorClient
+from tests.fakes.whatsapp.latency import RoundTrip
 from tests.fakes.whatsapp.records import Outcome, SentMessage
 from tests.fakes.whatsapp.server import serve_forever
 from tests.fakes.whatsapp.webhooks import (
@@ -74,6 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--latency", type=float, default=0.0, help="seconds added to every Graph API answer"
     )
+    serve.add_argument(
+        "--rtt-median",
+        type=float,
+        default=0.0,
+        help="median seconds of a random round trip (uplink, Meta counts, downlink); 0: none",
+    )
+    serve.add_argument("--rtt-p99", type=float, default=0.6, help="p99 of that round trip")
+    serve.add_argument(
+        "--uplink-share", type=float, default=0.2, help="part of the round trip before the count"
+    )
+    serve.add_argument("--rtt-seed", type=int, default=None, help="reproducible draws")
 
     say = commands.add_parser("say", help="send a customer message, print the reply")
     say.add_argument("--webhook-url", default=DEFAULT_WEBHOOK_URL)
@@ -105,6 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
         webhook_url=args.webhook_url,
         app_secret=args.app_secret if args.webhook_url else None,
         latency=args.latency,
+        round_trip=round_trip(args),
     )
 
     def announce(root_url: str) -> None:
@@ -114,6 +127,18 @@ def _serve(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_forever(config, host=args.host, port=args.port, on_started=announce))
     return 0
+
+
+def round_trip(args: argparse.Namespace) -> RoundTrip | None:
+    """The `--rtt-*` options as a round-trip model (None without `--rtt-median`)."""
+    if args.rtt_median <= 0:
+        return None
+    return RoundTrip(
+        median=args.rtt_median,
+        p99=max(args.rtt_p99, args.rtt_median),
+        uplink_share=args.uplink_share,
+        seed=args.rtt_seed,
+    )
 
 
 async def _say(args: argparse.Namespace) -> int:

@@ -37,10 +37,11 @@ def create_app(runtime: SimRuntime) -> FastAPI:
 
     @app.get("/_media/{media_id}")
     async def download(media_id: str, request: Request, hash: str | None = None) -> Response:
+        downlink = await runtime.uplink()
         reply, content = runtime.state.download_media(
             media_id, hash, request.headers.get("authorization")
         )
-        await runtime.hold(reply.delay + runtime.config.latency)
+        await runtime.hold(reply.delay + runtime.config.latency + downlink)
         if content is None:
             return JSONResponse(reply.body, reply.http_status)
         media = runtime.state.media[media_id]
@@ -53,26 +54,31 @@ def create_app(runtime: SimRuntime) -> FastAPI:
             fields = {k: v for k, v in form.items() if isinstance(v, str)}
             content = await file.read() if isinstance(file, FormFile) else None
             filename = file.filename if isinstance(file, FormFile) else None
+        downlink = await runtime.uplink()
         reply = runtime.state.upload_media(
             phone_number_id, request.headers.get("authorization"), fields, content, filename
         )
-        return await _answer(runtime, reply)
+        return await _answer(runtime, reply, downlink)
 
     @app.post("/{version}/{phone_number_id}/messages")
     async def messages(phone_number_id: str, request: Request) -> Response:
+        body = await _json(request)
+        downlink = await runtime.uplink()  # counted (throughput window) only once it arrives
         reply = runtime.state.post_messages(
-            phone_number_id, request.headers.get("authorization"), await _json(request)
+            phone_number_id, request.headers.get("authorization"), body
         )
         if reply.accepted_send is not None:
             runtime.after_accepted_send(reply.accepted_send)
-        return await _answer(runtime, reply)
+        return await _answer(runtime, reply, downlink)
 
     @app.post("/{version}/{phone_number_id}/smb_app_data")
     async def smb_app_data(phone_number_id: str, request: Request) -> Response:
+        body = await _json(request)
+        downlink = await runtime.uplink()
         reply = runtime.state.post_smb_app_data(
-            phone_number_id, request.headers.get("authorization"), await _json(request)
+            phone_number_id, request.headers.get("authorization"), body
         )
-        return await _answer(runtime, reply)
+        return await _answer(runtime, reply, downlink)
 
     @app.get("/{version}/{phone_number_id}")
     async def phone_number(phone_number_id: str, request: Request) -> Response:
@@ -206,8 +212,8 @@ async def _json(request: Request) -> Any:
         return None  # the state answers Meta's "(#100)" for a body that is not an object
 
 
-async def _answer(runtime: SimRuntime, reply: Reply) -> Response:
-    await runtime.hold(reply.delay + runtime.config.latency)
+async def _answer(runtime: SimRuntime, reply: Reply, downlink: float = 0.0) -> Response:
+    await runtime.hold(reply.delay + runtime.config.latency + downlink)
     if isinstance(reply.body, str):
         return HTMLResponse(reply.body, reply.http_status)
     return JSONResponse(reply.body, reply.http_status)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tests.fakes.whatsapp.latency import RoundTrip
 from tests.fakes.whatsapp.webhooks import DEFAULT_DISPLAY_NUMBER, DEFAULT_WABA_ID
 
 DEV_ACCESS_TOKEN = "baton-dev-access-token"  # Baton's development default (BATON_ACCESS_TOKEN)
@@ -52,6 +53,9 @@ class SimConfig(BaseModel):
     # Seconds every Graph API answer waits after its request was counted: the round trip to
     # Meta (100-300 ms in production), which loopback otherwise hides.
     latency: float = Field(default=0.0, ge=0)
+    # Random uplink and downlink per Graph API request, counted between the two (latency.py);
+    # None: no delay before the count (the default, so rate tests stay exact).
+    round_trip: RoundTrip | None = None
 
     @property
     def sends_webhooks(self) -> bool:
@@ -70,11 +74,20 @@ class ConfigUpdate(BaseModel):
     webhook_url: str | None = None
     app_secret: str | None = None
     latency: float | None = Field(default=None, ge=0)
+    round_trip: RoundTrip | None = None
+    round_trip_enabled: bool | None = None  # False: back to no random legs
 
     def apply(self, config: SimConfig) -> SimConfig:
-        changes = self.model_dump(exclude_unset=True, exclude={"pair_rate_enabled", "pair_rate"})
+        changes = self.model_dump(
+            exclude_unset=True,
+            exclude={"pair_rate_enabled", "pair_rate", "round_trip", "round_trip_enabled"},
+        )
         if self.pair_rate is not None:
             changes["pair_rate"] = self.pair_rate
+        if self.round_trip is not None:
+            changes["round_trip"] = self.round_trip
+        if self.round_trip_enabled is False:
+            changes["round_trip"] = None
         if self.pair_rate_enabled is True and config.pair_rate is None and self.pair_rate is None:
             changes["pair_rate"] = PairRate()
         if self.pair_rate_enabled is False:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
 
 from tests.fakes.whatsapp.config import ConfigUpdate, SimConfig
+from tests.fakes.whatsapp.latency import leg_shape
 from tests.fakes.whatsapp.records import SentMessage, WebhookDelivery
 from tests.fakes.whatsapp.state import SimState
 from tests.fakes.whatsapp.webhooks import (
@@ -32,6 +34,7 @@ class SimRuntime:
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._http = httpx.AsyncClient(timeout=10.0)
+        self._legs = random.Random(config.round_trip.seed if config.round_trip else None)
         self.state.on_change(self._on_change)
 
     @property
@@ -40,7 +43,20 @@ class SimRuntime:
 
     def update_config(self, update: ConfigUpdate) -> SimConfig:
         self.state.config = update.apply(self.state.config)
+        if update.round_trip is not None:
+            self._legs.seed(update.round_trip.seed)
         return self.state.config
+
+    # --- the round trip to Meta ---------------------------------------------------------
+
+    async def uplink(self) -> float:
+        """Hold a request for its uplink (Meta has not counted it yet); its downlink seconds."""
+        round_trip = self.config.round_trip
+        if round_trip is None:
+            return 0.0
+        up, down = leg_shape(round_trip).draw(self._legs)
+        await self.hold(up)
+        return down
 
     def reset(self) -> None:
         self.release_held()
