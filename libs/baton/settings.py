@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     outbox_pair_seconds_per_message: float = Field(default=6.0, gt=0)
     outbox_standby_delay_seconds: float = Field(default=3.0, ge=0)
     outbox_heartbeat_seconds: float = Field(default=1.0, gt=0)
+    # A send slot is reused 1 s after its call's start + this margin, or after Meta's answer if
+    # that came first: exact while the uplink jitter stays within it; inf = always the answer.
+    outbox_window_margin_seconds: float = Field(default=0.03, ge=0)
 
     # history (Coexistence onboarding and backlog import)
     history_sync_window_seconds: float = Field(default=24 * 3600, gt=0)  # Meta's 24 hours

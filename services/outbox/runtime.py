@@ -82,6 +82,7 @@ class RuntimeConfig:
                 prefetch=settings.outbox_number_prefetch,
                 pair_interval=settings.outbox_pair_seconds_per_message,
                 pair_burst=settings.outbox_pair_burst,
+                window_margin=settings.outbox_window_margin_seconds,
                 policy=RetryPolicy(
                     max_attempts=settings.outbox_max_attempts,
                     give_up_after=settings.outbox_give_up_after_seconds,

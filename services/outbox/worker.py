@@ -53,6 +53,7 @@ Item = Pending[AbstractIncomingMessage]
 # few enough that little is held claimed (a bot send's fence is read again at the call).
 _STAGED_AHEAD = 4
 _LEAD_INTERVALS = 3.0
+DEFAULT_WINDOW_MARGIN = 0.03  # bench/RESULTS.md, "Outbox at real latency (issue 16)"
 _PRUNE_SECONDS = 60.0  # how often refilled pair buckets of idle customers are forgotten  # start staging this many send intervals before a slot frees
 
 
@@ -83,6 +84,10 @@ class WorkerConfig:
     # Added to the one-second wait of a new active sender: a call of the previous sender that
     # was still on the wire when it died reaches Meta within this.
     activation_margin: float = 0.1
+    # A slot is reused a second after its call's start + this, or after Meta's answer if that
+    # came first (limiter.py): exact while the uplink jitter stays within it. inf: always the
+    # answer (exact whatever the uplink, but a number then sustains limit / (1 + latency)).
+    window_margin: float = DEFAULT_WINDOW_MARGIN
 
 
 class NumberWorker:
@@ -104,7 +109,7 @@ class NumberWorker:
         self._config = config
         self._clock = clock
         self._rng = rng or random.Random()
-        self.window = SendWindow(WindowShape.for_rate(rate))
+        self.window = SendWindow(WindowShape.for_rate(rate), margin=config.window_margin)
         self._lanes: Lanes[AbstractIncomingMessage] = Lanes(self._new_bucket)
         self._state = WorkerState.IDLE
         self._generation = 0
@@ -316,24 +321,25 @@ class NumberWorker:
             self._wake.set()
 
     async def _call(self, item: Item, slot: int) -> Sent | Failed | Retry | Skipped:
-        anchor: float | None = None
+        timing: tuple[float, float] | None = None
         called = True
         try:
             result = await self._outbox.call(item.send)
             if isinstance(result, Skipped):
                 called = False  # fenced at the slot: no request left
             elif result.call is not None:
-                # Meta's answer, never the call's start: Meta counted the call somewhere before
-                # its answer, so a slot reused a window after the answer is exact at Meta.
-                anchor = result.call.ended
+                # Meta counted the call when it arrived: by its answer, and (the window's
+                # assumption) within the margin after its start.
+                timing = (result.call.started, result.call.ended)
             return result
         finally:
-            if called:
-                # However the call ended, its slot is reused only a window after it (an
-                # unexpected error may have come after the request left).
-                self.window.settle(slot, anchor if anchor is not None else self._clock())
-            else:
+            if not called:
                 self.window.cancel(slot)
+            elif timing is not None:
+                self.window.settle_call(slot, *timing)
+            else:
+                # An unexpected error may have come after the request left: anchored now.
+                self.window.settle(slot, self._clock())
             self._pulse()
 
     async def _conclude(self, item: Item, result: Attempt, now: float) -> None:
@@ -423,6 +429,9 @@ class NumberWorker:
             "state": self._state.value,
             "limit": self.window.shape.limit,
             "window_seconds": self.window.shape.seconds,
+            "window_margin_seconds": self.window.margin
+            if math.isfinite(self.window.margin)
+            else None,
             "free_slots": self.window.available(now) if self._state is WorkerState.ACTIVE else 0,
             "in_flight": self.window.in_flight,
             "held": len(self._lanes),

@@ -1,12 +1,13 @@
 """The outbox against a simulator with Meta-like latency, and its per-number metrics.
 
-With latency, a window anchored on the call's start (the removed `request` anchor) would let a
-slot's next call reach Meta less than a second after the previous one was counted; anchored on
-the answer, any 19 consecutive calls of an 18/s number span at least 1 s + the latency.
+The exact window (`window_margin = inf`) anchors a slot on Meta's answer: any 19 consecutive
+calls of an 18/s number span at least 1 s + the latency, whatever Meta's uplink. The default
+margin trades that for throughput (tests/unit/test_outbox_window_margin.py, bench.outbox).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator
 
@@ -27,10 +28,12 @@ from bench.outbox_harness import (
     request,
     running_outbox,
 )
+from services.outbox.worker import WorkerConfig
 from tests.fakes.whatsapp import (
     DEV_ACCESS_TOKEN,
     ConfigUpdate,
     FaultKind,
+    RoundTrip,
     SimConfig,
     Simulator,
     SimulatorClient,
@@ -72,6 +75,26 @@ async def test_the_simulator_holds_every_answer_for_its_latency(slow_sim: Simula
     assert slow_sim.config.coexistence_rate == 20  # the rest of the configuration is kept
 
 
+async def test_the_simulator_counts_a_send_between_its_uplink_and_its_downlink() -> None:
+    # p99 = median: no jitter, so each leg is exactly its share of the round trip.
+    config = SimConfig(round_trip=RoundTrip(median=0.2, p99=0.2, uplink_share=0.5))
+    async with (
+        running_simulator(config) as sim,
+        GraphClient(sim.base_url, DEV_ACCESS_TOKEN) as graph,
+    ):
+        pnid = number_id()
+        sim.register(pnid)
+        began = time.monotonic()
+        await graph.send_text(pnid, customer_id(), "counted on arrival")
+        answered = time.monotonic()
+        (accepted,) = sim.accepted(pnid)
+        assert accepted.at - began >= 0.1  # counted after its uplink...
+        assert answered - accepted.at >= 0.1  # ...answered after its downlink
+        async with SimulatorClient(sim.root_url) as control:
+            await control.configure(ConfigUpdate(round_trip_enabled=False))
+        assert sim.config.round_trip is None
+
+
 def _sample(name: str, **labels: str) -> float | None:
     return REGISTRY.get_sample_value(name, labels)
 
@@ -93,7 +116,10 @@ async def test_with_latency_a_slot_is_reused_only_after_metas_answer(
         "baton_outbox_sends_total", author="system", phone_number_id=pnid, outcome="sent"
     )
     assert sent_before is None  # a fresh number has no series yet
-    async with running_outbox(amqp_url, pg_url, slow_sim.base_url, coexistence(pnid)) as runtime:
+    exact = WorkerConfig(window_margin=math.inf)
+    async with running_outbox(
+        amqp_url, pg_url, slow_sim.base_url, coexistence(pnid), worker=exact
+    ) as runtime:
         await publish(broker, sends)  # a backlog: the window is saturated
         await slow_sim.wait_for_messages(60, phone_number_id=pnid, timeout=60)
         assert pnid in runtime.active_numbers()  # numbers of other tests may be active too
