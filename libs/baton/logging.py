@@ -11,6 +11,8 @@ import sys
 
 import structlog
 
+from baton.tracing import add_trace_id
+
 # Libraries' chatter stays at warning; our own events are structlog's.
 _QUIET_LIBRARIES = ("aio_pika", "aiormq", "asyncpg", "uvicorn.access", "httpx", "httpcore")
 
@@ -22,6 +24,7 @@ def configure_logging(service: str, *, level: str = "INFO", json: bool | None = 
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_id,  # only inside a span, only when tracing is on
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()

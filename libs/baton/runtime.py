@@ -15,6 +15,7 @@ import uvloop
 from fastapi import FastAPI, Response
 from starlette.types import ASGIApp
 
+from baton import tracing
 from baton.logging import configure_logging
 from baton.metrics import exposition
 from baton.settings import Settings
@@ -40,7 +41,7 @@ class _Server(uvicorn.Server):
 async def serve_http(app: ASGIApp, *, host: str, port: int, stop: asyncio.Event) -> None:
     """Serve `app` until `stop` is set, then finish in-flight requests and return."""
     config = uvicorn.Config(
-        app,
+        tracing.asgi(app),  # a server span per request when tracing is on; `app` as is when off
         host=host,
         port=port,
         log_config=None,
@@ -172,6 +173,7 @@ def run(service: str, main: Callable[[Settings, asyncio.Event], Awaitable[None]]
     """Entry point of `python -m services.<name>`: settings, logging, signals, then `main`."""
     settings = Settings()
     configure_logging(service, level=settings.log_level, json=settings.log_json)
+    tracing.configure(service)
 
     async def _run() -> None:
         stop = asyncio.Event()
@@ -183,8 +185,11 @@ def run(service: str, main: Callable[[Settings, asyncio.Event], Awaitable[None]]
         log.info("service.stopped")
 
     # uvloop: about twice the throughput of the default loop for ingest's socket-bound work.
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_run())
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_run())
+    finally:
+        tracing.shutdown()  # the last spans are exported before the process goes
 
 
 def _on_signal(sig: signal.Signals, stop: asyncio.Event) -> None:

@@ -14,6 +14,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from baton import tracing
 from baton.settings import Settings
 from services.bot.metrics import BotMetrics, default_metrics
 
@@ -178,7 +179,9 @@ class LLMClient:
         self._temperature = temperature
         self._metrics = metrics or default_metrics()
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(timeout_seconds))
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_seconds), transport=tracing.http_transport("llm")
+        )
         self._rng = rng or random.Random()
 
     @classmethod

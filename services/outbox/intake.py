@@ -21,6 +21,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pydantic import ValidationError
 
+from baton import tracing
 from baton.broker import COMMANDS, Broker
 from baton.broker.topology import OUTBOX_INTAKE, outbox_number_queue
 from baton.messages import SendText
@@ -153,7 +154,8 @@ class Intake:
             await asyncio.wait({previous})
             if previous.cancelled() or previous.exception() is not None or not previous.result():
                 return False  # the previous one goes back to the queue: so must this one
-        return await self._forward(message, send)
+        with tracing.consuming(OUTBOX_INTAKE.name, message.headers, message_id=message.message_id):
+            return await self._forward(message, send)
 
     async def _forward(self, message: AbstractIncomingMessage, send: SendText) -> bool:
         delay = 0.1

@@ -26,6 +26,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pydantic import ValidationError
 
+from baton import tracing
 from baton.broker.topology import outbox_number_queue
 from baton.messages import SendText
 from baton.whatsapp.errors import ErrorClass
@@ -258,7 +259,12 @@ class NumberWorker:
             metrics.WAIT_SECONDS.observe(now - item.arrived_at)
         self._lanes.start(item, now)
         self._staged += 1
-        task = asyncio.create_task(self._process(item, generation))
+        headers, message_id = item.handle.headers, item.handle.message_id
+        task = asyncio.create_task(
+            tracing.consumed(
+                self.queue_name, headers, self._process(item, generation), message_id=message_id
+            )
+        )
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 

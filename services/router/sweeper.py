@@ -17,6 +17,7 @@ from datetime import datetime
 
 import structlog
 
+from baton import tracing
 from baton.conversations import Conversations
 from baton.handoff import ConversationState, Decision, Event, TimerKind, next_timers
 from baton.store import Store
@@ -83,7 +84,11 @@ class Sweeper:
             old.cancel()
         loop = asyncio.get_running_loop()
         self._wakeups[key] = loop.call_later(
-            max(0.0, delay) + _LATE_BY_SECONDS, self._fire, key, context=self._context.copy()
+            max(0.0, delay) + _LATE_BY_SECONDS,
+            self._fire,
+            key,
+            # The arming delivery's trace goes along, so the bot request continues it.
+            context=tracing.carry(self._context.copy()),
         )
 
     def _fire(self, key: tuple[ConversationId, TimerKind]) -> None:
@@ -96,7 +101,8 @@ class Sweeper:
 
     async def _fire_one(self, conversation_id: ConversationId, kind: TimerKind) -> None:
         try:
-            await self._conversations.fire_timer(conversation_id, kind)
+            with tracing.span(f"timer {kind.value}", conversation_id=str(conversation_id)):
+                await self._conversations.fire_timer(conversation_id, kind)
         except Exception:
             # The timer stays stored: the sweep fires it once the lease (if any) runs out.
             log.exception("router.timer_failed", conversation_id=conversation_id, kind=kind.value)

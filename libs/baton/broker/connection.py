@@ -24,7 +24,7 @@ from aio_pika.abc import (
     ExchangeType,
 )
 
-from baton import metrics
+from baton import metrics, tracing
 from baton.backoff import RECONNECT, Backoff
 from baton.broker.consumer import Delivery
 from baton.broker.errors import BrokerUnavailable, PublishFailed
@@ -304,17 +304,47 @@ class Broker:
     ) -> None:
         if not self.connected:
             raise BrokerUnavailable("not connected to the broker")
+        message_id = message_id or new_id()
+        table = {"version": version, **(headers or {})}
+        with tracing.publishing(
+            table, exchange=exchange, routing_key=routing_key, message_id=message_id
+        ):
+            await self._publish(
+                exchange,
+                routing_key,
+                body,
+                table,
+                type,
+                message_id,
+                correlation_id,
+                timeout=timeout,
+                mandatory=mandatory,
+            )
+
+    async def _publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        headers: dict[str, Any],
+        type: str,
+        message_id: str,
+        correlation_id: str | None,
+        *,
+        timeout: float,
+        mandatory: bool,
+    ) -> None:
         # Straight to aiormq with pamqp properties: the same frames aio_pika.Message and
         # Exchange.publish produced, for about 7 µs less CPU per publish.
         properties = aiormq.spec.Basic.Properties(
             content_type="application/json",
             delivery_mode=_PERSISTENT,
             priority=0,  # aio_pika.Message always sent it
-            message_id=message_id or new_id(),
+            message_id=message_id,
             correlation_id=correlation_id,
             message_type=type,
             timestamp=datetime.now(UTC),
-            headers={"version": version, **(headers or {})},
+            headers=headers,
         )
         name = self._exchanges[exchange].name  # KeyError for an exchange never declared
         try:

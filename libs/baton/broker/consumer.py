@@ -27,7 +27,7 @@ import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage, AbstractQueue, DeliveryMode
 from pydantic import ValidationError
 
-from baton import metrics
+from baton import metrics, tracing
 from baton.backoff import Backoff
 from baton.broker.errors import is_outage
 
@@ -145,8 +145,11 @@ class Consumer:
         )
         queue = self.queue_name
         started = time.perf_counter()
-        with structlog.contextvars.bound_contextvars(
-            message_id=delivery.message_id, message_type=delivery.type, queue=queue
+        with (
+            structlog.contextvars.bound_contextvars(
+                message_id=delivery.message_id, message_type=delivery.type, queue=queue
+            ),
+            tracing.consuming(queue, headers, message_id=delivery.message_id),
         ):
             try:
                 await self._handle(message, delivery)

@@ -9,6 +9,7 @@ from typing import Literal, Self, TypeAlias, TypeVar
 import httpx
 from pydantic import ValidationError
 
+from baton import tracing
 from baton.settings import Settings
 from baton.types import JSON, PhoneNumberId, WaId, Wamid
 from baton.whatsapp._base import WaModel
@@ -75,10 +76,14 @@ class GraphClient(MediaCalls):
         self._token = access_token
         self._timeout = httpx.Timeout(timeout)
         self._owns_client = client is None
-        self._http = client if client is not None else httpx.AsyncClient(timeout=self._timeout)
+        self._http = (
+            client
+            if client is not None
+            else httpx.AsyncClient(timeout=self._timeout, transport=tracing.http_transport("graph"))
+        )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: Settings, *, client: httpx.AsyncClient | None = None) -> Self:
         """The configured client: each number's own token when it has one, else the default."""
         numbers = settings.numbers()
         default = settings.access_token.get_secret_value()
@@ -87,7 +92,9 @@ class GraphClient(MediaCalls):
             own = numbers.get(phone_number_id).access_token
             return own.get_secret_value() if own is not None else default
 
-        return cls(settings.graph_api_url, token, timeout=settings.graph_timeout_seconds)
+        return cls(
+            settings.graph_api_url, token, timeout=settings.graph_timeout_seconds, client=client
+        )
 
     async def send_text(
         self,
