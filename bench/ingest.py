@@ -1,6 +1,6 @@
 """Ingest throughput and ack latency, against a bare FastAPI endpoint measured in the same run.
 
-    .venv/bin/python -m bench.ingest [--seconds 10] [--connections 32]
+    .venv/bin/python -m bench.ingest [--seconds 10] [--connections 32] [--tracing]
 
 Starts one real ingest process (HMAC verification + split + publish to RabbitMQ + waiting for the
 publisher confirm of a quorum queue) and one bare FastAPI process that only answers 200, both
@@ -10,6 +10,10 @@ then p50/p99 ack latency at half of that rate (open loop, measured from the sche
 Nothing consumes what ingest publishes here, so the queues are purged before each ingest phase:
 a backlog of a few hundred thousand messages slows the broker's confirms (p99 at 2,500 req/s
 went from 3 to 220 ms), which is the broker's state, not ingest's cost.
+
+With `--tracing`, a second ingest process runs with tracing on (`OTEL_TRACES_EXPORTER=otlp`,
+every span exported to `bench.otlp_sink` on loopback) and is measured the same way, right after
+the first: the ratio traced/untraced is what tracing costs.
 """
 
 from __future__ import annotations
@@ -117,9 +121,16 @@ async def _nothing() -> None:
 
 
 async def _run(
-    ingest: Server, bare: Server, amqp_url: str, seconds: float, connections: int
+    ingest: Server,
+    bare: Server,
+    amqp_url: str,
+    seconds: float,
+    connections: int,
+    traced: Server | None = None,
 ) -> None:
     await _wait_up(ingest.port, "/readyz")
+    if traced is not None:
+        await _wait_up(traced.port, "/readyz")
     await _wait_up(bare.port, "/webhook")
     body = _webhook()
     headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(body, SECRET)}
@@ -133,6 +144,11 @@ async def _run(
     peak, _ = await _measure(
         "ingest", ingest, signed, seconds, connections, lambda: _purge(amqp_url)
     )
+    if traced is not None:
+        with_spans, _ = await _measure(
+            "traced", traced, signed, seconds, connections, lambda: _purge(amqp_url)
+        )
+        print(f"ratio traced/ingest: {with_spans.rate / peak.rate:.2f}")
     baseline, _ = await _measure("bare", bare, signed, seconds, connections, _nothing)
     print(f"ratio ingest/bare: {peak.rate / baseline.rate:.2f}; load average {_load()} at end")
 
@@ -145,7 +161,7 @@ def _serve_and_measure(amqp_url: str, args: argparse.Namespace) -> None:
     uvloop.run(_declare_topology(amqp_url))
     ingest_port, bare_port = free_port(), free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
+        **{k: v for k, v in os.environ.items() if not k.startswith(("BATON_", "OTEL_"))},
         "BATON_AMQP_URL": amqp_url,
         "BATON_APP_SECRET": SECRET,
         "BATON_INGEST_PORT": str(ingest_port),
@@ -167,10 +183,37 @@ def _serve_and_measure(amqp_url: str, args: argparse.Namespace) -> None:
             stderr=quiet,
         ),
     ]
+    traced: Server | None = None
+    if args.tracing:
+        traced_port, sink_port = free_port(), free_port()
+        traced_env = {
+            **env,
+            "BATON_INGEST_PORT": str(traced_port),
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
+            # The caller's own (a sampler, say) apply to the traced process only.
+            **{k: v for k, v in os.environ.items() if k.startswith("OTEL_")},
+        }
+        servers += [
+            subprocess.Popen(
+                [sys.executable, "-m", "services.ingest"],
+                cwd=REPO_ROOT,
+                env=traced_env,
+                stdout=quiet,
+                stderr=quiet,
+            ),
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.otlp_sink", str(sink_port)],
+                cwd=REPO_ROOT,
+                stdout=quiet,
+                stderr=quiet,
+            ),
+        ]
+        traced = Server(traced_port, servers[2].pid)
     try:
         ingest = Server(ingest_port, servers[0].pid)
         bare = Server(bare_port, servers[1].pid)
-        uvloop.run(_run(ingest, bare, amqp_url, args.seconds, args.connections))
+        uvloop.run(_run(ingest, bare, amqp_url, args.seconds, args.connections, traced))
     finally:
         for proc in servers:
             proc.terminate()
@@ -183,6 +226,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--tracing", action="store_true", help="also measure ingest traced")
     args = parser.parse_args()
 
     with throwaway_vhost("baton-bench") as amqp_url:

@@ -18,6 +18,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ValidationError
 
+from baton import tracing
 from baton.settings import Settings
 
 log = structlog.get_logger()
@@ -66,7 +67,9 @@ class Transcriber:
         self._url = base_url.rstrip("/") + "/audio/transcriptions"
         self._model = model
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(timeout=timeout_seconds)
+        self._http = httpx.AsyncClient(
+            timeout=timeout_seconds, transport=tracing.http_transport("llm")
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self | None:
@@ -111,7 +114,9 @@ class Describer:
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._model = model
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(timeout=timeout_seconds)
+        self._http = httpx.AsyncClient(
+            timeout=timeout_seconds, transport=tracing.http_transport("llm")
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from baton import tracing
 from baton.settings import ChatwootInbox
 from baton.types import JSON
 
@@ -51,7 +52,7 @@ class ChatwootClient:
             base_url=f"{inbox.url.rstrip('/')}/api/v1",
             headers={"api_access_token": inbox.access_token.get_secret_value()},
             timeout=timeout,
-            transport=transport,
+            transport=transport or tracing.http_transport("chatwoot"),
         )
         self._account = f"/accounts/{inbox.account_id}"
 
