@@ -83,7 +83,8 @@ def configure(service: str, env: Mapping[str, str] = os.environ) -> bool:
             )
             continue
         provider.add_span_processor(BatchSpanProcessor(exporter))  # reads OTEL_BSP_*
-    trace.set_tracer_provider(provider)
+    # Not made the global provider: FastAPI (0.16x) starts its own server spans as soon as one
+    # is set, which would double every request's span under ours (one seam, the same in tests).
     use(provider)
     log.info("tracing.on", service_name=name, exporters=exporters)
     return True

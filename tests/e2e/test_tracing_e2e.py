@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -23,6 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from baton.devstack import Ports, ServiceSpec, Stack, plan
 from tests.conftest import unique
 from tests.e2e.conftest import RunningStack, free_port, stack_env
+from tests.e2e.console_support import AGENT_TOKENS, ALICE_TOKEN, bearer
 from tests.fakes.whatsapp import DEV_APP_SECRET, SentMessage, SimulatorClient
 from tests.fakes.whatsapp.webhooks import customer_text, envelope, meta_json, post_webhook
 from tests.waiting import eventually
@@ -137,6 +140,7 @@ def traced_stack(
             BATON_LLM_BASE_URL=f"http://127.0.0.1:{llm_port}/v1",
             BATON_LLM_API_KEY="fake-key",
             BATON_NUMBERS_FILE=str(numbers),
+            BATON_AGENT_TOKENS=AGENT_TOKENS,
             OTEL_TRACES_EXPORTER="otlp",
             OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.port}",
             OTEL_BSP_SCHEDULE_DELAY="100",  # ms: spans reach the collector while the test waits
@@ -216,3 +220,47 @@ async def test_one_customer_message_is_one_trace_across_every_service(
     ids = {s.span_id for s in spans}
     roots = [s for s in spans if s.parent_span_id == "" or s.parent_span_id not in ids]
     assert [(r.service, r.name) for r in roots] == [("ingest", "POST /webhook")], roots
+
+
+async def test_an_agents_send_continues_the_callers_trace_to_the_graph_call(
+    traced_stack: tuple[RunningStack, Collector], sim: SimulatorClient
+) -> None:
+    stack, collector = traced_stack
+    customer = _customer()
+    body = meta_json(envelope([customer_text(PHONE_NUMBER_ID, customer, "Quero falar com alguém")]))
+    assert (await post_webhook(stack.webhook_url, body, DEV_APP_SECRET)).status_code == 200
+    console = f"http://127.0.0.1:{stack.ports.console}"
+    async with httpx.AsyncClient(base_url=console, headers=bearer(ALICE_TOKEN)) as alice:
+
+        async def conversation() -> int | None:
+            listed = await alice.get(
+                "/conversations", params={"number": PHONE_NUMBER_ID, "limit": 200}
+            )
+            found = [c["id"] for c in listed.json()["items"] if c["wa_id"] == customer]
+            return int(found[0]) if found else None
+
+        cid = await eventually(conversation, what="the customer's conversation")
+        assert (await alice.post(f"/conversations/{cid}/takeover")).status_code == 200
+        # The caller's own trace (a desk page, a copilot) is continued, not replaced.
+        trace_id, caller_span = uuid.uuid4().hex, "00f067aa0ba902b7"
+        sent = await alice.post(
+            f"/conversations/{cid}/messages",
+            json={"text": "Oi, aqui é a Alice."},
+            headers={"traceparent": f"00-{trace_id}-{caller_span}-01"},
+        )
+        assert sent.status_code == 202
+
+    async def whole_trace() -> list[ExportedSpan] | None:
+        spans = [s for s in collector.snapshot() if s.trace_id == trace_id]
+        ids = {s.span_id for s in spans} | {caller_span}
+        orphans = [s for s in spans if s.parent_span_id not in ids]
+        graph = [s for s in spans if (s.service, s.name) == ("outbox", "POST graph")]
+        return spans if graph and not orphans else None
+
+    spans = await eventually(whole_trace, timeout=30, what="the agent's send, Graph call included")
+    [root] = [s for s in spans if s.parent_span_id == caller_span]
+    assert (root.service, root.name) == (
+        "console",
+        "POST /conversations/{conversation_id}/messages",
+    )
+    assert {"console", "outbox"} <= {s.service for s in spans}
