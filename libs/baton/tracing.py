@@ -208,6 +208,15 @@ def _consuming(
         yield
 
 
+def failed(exc: BaseException) -> None:
+    """Mark the current span failed with `exc` (a delivery retried or dead-lettered)."""
+    if _tracer is None:
+        return
+    current = trace.get_current_span()
+    current.record_exception(exc)
+    current.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300]))
+
+
 def consumed(
     queue: str,
     headers: Mapping[str, Any] | None,

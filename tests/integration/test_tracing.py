@@ -12,10 +12,10 @@ from fastapi import FastAPI, Request
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from baton import tracing
-from baton.broker import COMMANDS, Broker, Delivery, QueueSpec
+from baton.broker import COMMANDS, Broker, Delivery, Poison, QueueSpec
 from baton.messages import SendText
 from baton.runtime import serve_http
 from baton.types import Author
@@ -196,3 +196,24 @@ def test_which_exporters_the_environment_asks_for() -> None:
         tracing.wanted({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "x"}) == []
     )
     assert tracing.wanted({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "TRUE"}) == []
+
+
+async def test_a_dead_lettered_delivery_is_a_failed_consumer_span(
+    broker: Broker, spans: InMemorySpanExporter
+) -> None:
+    spec = _spec()
+
+    async def refuse(delivery: Delivery) -> None:
+        raise Poison("never processable")
+
+    await broker.consume(spec, refuse, prefetch=10, max_attempts=3)
+    await broker.publish_raw(COMMANDS, spec.name, _message("bad"), type="outbox.send_text")
+
+    async def consumed() -> list[ReadableSpan] | None:
+        found = [s for s in spans.get_finished_spans() if s.name == f"process {spec.name}"]
+        return found or None
+
+    [span] = await eventually(consumed, what="the consumer span")
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "Poison: never processable"
+    assert [e.name for e in span.events] == ["exception"]

@@ -166,9 +166,11 @@ class Consumer:
                 await message.ack()
                 metrics.CONSUMED.labels(queue=queue, outcome="duplicate").inc()
             except (Poison, ValidationError, json.JSONDecodeError) as exc:
+                tracing.failed(exc)
                 await self._dead_letter(message, delivery, reason=_reason(exc))
                 metrics.CONSUMED.labels(queue=queue, outcome="dead_lettered").inc()
             except Exception as exc:
+                tracing.failed(exc)
                 if is_outage(exc):
                     # The store or the broker is down, not this message bad: wait it out here,
                     # holding the delivery, without spending its attempts. If the channel goes
