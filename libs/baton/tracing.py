@@ -7,7 +7,8 @@ and CLIENT spans for the calls to the LLM and the Graph API.
 Off (the default) means no SDK: no TracerProvider is installed, nothing is imported beyond the
 API, and every seam below checks one module flag and skips its work, so the hot paths pay a
 branch (`bench/RESULTS.md`, "Tracing"). On: `OTEL_TRACES_EXPORTER=otlp` (or an OTLP endpoint
-variable) with the OTLP/HTTP exporter, unless `OTEL_SDK_DISABLED=true`.
+variable) with the OTLP/HTTP exporter, unless `OTEL_SDK_DISABLED=true`; the provider is this
+module's own, not the global one (see `configure`).
 """
 
 from __future__ import annotations
