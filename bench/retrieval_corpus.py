@@ -3,14 +3,21 @@
 Each *intent* is one thing a customer wants to know about one business ("do you deliver to
 Campinas?") with the business's answer. Customers ask it in several ways: the backlog uses
 some paraphrases, the evaluation asks with held-out ones the backlog never contains. Noise
-conversations (greetings, thanks, unrelated questions) fill the backlog to its size. The
-generator is deterministic for a seed, so runs compare.
+conversations (greetings, thanks) and long-tail support conversations fill the backlog to its
+size. The generator is deterministic for a seed, so runs compare.
+
+The long tail is what makes a real backlog hard to search fast: customers write order numbers,
+names, neighbourhoods, models and slang, and agents answer by name, so most pairs are distinct
+(the dedupe of identical pairs only folds greetings and thanks). Its support questions share the
+intents' common words (delivery, order, price, the same cities and products), so retrieval has
+to rank them apart, and their rare words follow a Zipf law over a large vocabulary.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 # (family, backlog paraphrases, held-out paraphrases, answer) per language; {x} is the slot.
@@ -160,6 +167,87 @@ _NOISE = {
 }  # fmt: skip
 
 
+# Long-tail support talk: {num} an order number, {p} a product, {c} a city, {w} rare words,
+# {name} the customer's first name. (questions, answers) per language.
+_SUPPORT = {
+    "pt-BR": (["meu pedido {num} ainda não chegou em {c}, {w}",
+               "quero trocar o {p} {w} que comprei semana passada",
+               "o {p} {w} veio com defeito, e agora?",
+               "preciso da nota fiscal do pedido {num}",
+               "dá pra cancelar o pedido {num}? {w}",
+               "qual o prazo de entrega do {p} {w} pra {c}?",
+               "o rastreio do pedido {num} não atualiza desde ontem",
+               "comprei um {p} {w} e não sei configurar",
+               "o entregador deixou o pedido {num} no {w} errado",
+               "vocês têm {p} {w} na cor preta?"],
+              ["Oi {name}, o pedido {num} saiu para entrega hoje, código {code}.",
+               "{name}, a troca do {p} está aberta no protocolo {code}.",
+               "Oi {name}! Mandei a nota do pedido {num} no seu e-mail.",
+               "{name}, cancelamos o pedido {num}; o estorno sai em até 7 dias.",
+               "Oi {name}, o rastreio {code} volta a atualizar em 24 h.",
+               "{name}, segue o manual do {p}: loja.com/ajuda/{code}"]),
+    "es": (["mi pedido {num} todavía no llegó a {c}, {w}",
+            "quiero cambiar el {p} {w} que compré la semana pasada",
+            "el {p} {w} llegó con un defecto, ¿y ahora?",
+            "necesito la factura del pedido {num}",
+            "¿puedo cancelar el pedido {num}? {w}",
+            "¿cuál es el plazo de envío del {p} {w} a {c}?",
+            "el seguimiento del pedido {num} no se actualiza desde ayer",
+            "compré un {p} {w} y no sé configurarlo",
+            "el repartidor dejó el pedido {num} en el {w} equivocado",
+            "¿tienen el {p} {w} en color negro?"],
+           ["Hola {name}, el pedido {num} salió hoy, código {code}.",
+            "{name}, el cambio del {p} está abierto con el número {code}.",
+            "¡Hola {name}! Te mandé la factura del pedido {num} por correo.",
+            "{name}, cancelamos el pedido {num}; el reembolso llega en 7 días.",
+            "Hola {name}, el seguimiento {code} se actualiza en 24 h.",
+            "{name}, aquí está el manual del {p}: tienda.es/ayuda/{code}"]),
+    "en": (["my order {num} still hasn't arrived in {c}, {w}",
+            "I want to exchange the {p} {w} I bought last week",
+            "the {p} {w} arrived broken, what now?",
+            "I need the invoice for order {num}",
+            "can I cancel order {num}? {w}",
+            "how long does shipping the {p} {w} to {c} take?",
+            "tracking for order {num} hasn't updated since yesterday",
+            "I bought a {p} {w} and can't set it up",
+            "the courier left order {num} at the wrong {w}",
+            "do you have the {p} {w} in black?"],
+           ["Hi {name}, order {num} is out for delivery today, code {code}.",
+            "{name}, the exchange for the {p} is open as case {code}.",
+            "Hi {name}! I emailed you the invoice for order {num}.",
+            "{name}, we cancelled order {num}; the refund takes up to 7 days.",
+            "Hi {name}, tracking {code} updates again within 24 h.",
+            "{name}, here is the {p} manual: shop.com/help/{code}"]),
+}  # fmt: skip
+_NAMES = ["Ana", "Bruno", "Carla", "Diego", "Elisa", "Fábio", "Gabi", "Hugo", "Inês", "João",
+          "Karen", "Lucas", "Marina", "Nando", "Olívia", "Paulo", "Rafa", "Sofia", "Tiago",
+          "Vera", "Wagner", "Yara", "Zeca", "Lúcia", "Pedro", "Camila", "Rodrigo", "Bia"]  # fmt: skip
+_SYLLABLES = {
+    "pt-BR": ["ba", "be", "ca", "ção", "da", "de", "fa", "ga", "go", "lha", "lo", "ma", "me",
+              "nha", "no", "pa", "po", "que", "ra", "re", "sa", "ta", "te", "to", "va", "xi"],
+    "es": ["ba", "be", "ca", "ción", "da", "do", "fe", "ga", "go", "lla", "lo", "ma", "me",
+           "ña", "no", "pa", "po", "que", "ra", "rro", "sa", "ta", "te", "to", "va", "za"],
+    "en": ["ber", "bly", "cal", "dex", "ing", "fen", "gor", "ham", "ly", "mor", "ner", "on",
+           "pet", "quin", "ray", "ster", "tin", "ton", "ver", "wick", "wood", "ex", "ash"],
+}  # fmt: skip
+_VOCABULARY = 20_000  # rare words a language's customers use; drawn by a Zipf law
+
+
+def _rare_words(language: str) -> tuple[list[str], list[float]]:
+    """A language's long-tail vocabulary (pseudo-words) and its cumulative Zipf weights."""
+    rng = random.Random(f"vocabulary/{language}")
+    syllables = _SYLLABLES[language]
+    words: dict[str, None] = {}
+    while len(words) < _VOCABULARY:
+        words["".join(rng.choice(syllables) for _ in range(rng.randint(2, 4)))] = None
+    weights = itertools.accumulate(1.0 / (rank + 1) ** 1.05 for rank in range(_VOCABULARY))
+    return list(words), list(weights)
+
+
+def _some(rng: random.Random, words: Sequence[str], cumulative: list[float], k: int) -> str:
+    return " ".join(rng.choices(words, cum_weights=cumulative, k=k))
+
+
 @dataclass(frozen=True)
 class Intent:
     key: str  # language/family/slot
@@ -202,16 +290,38 @@ def intents() -> list[Intent]:
 
 
 def conversations(language: str, count: int, seed: int) -> Iterator[list[Turn]]:
-    """`count` conversations of one language: each asks an intent once or is only noise."""
+    """`count` conversations of one language: an intent (35 %), long-tail support talk (45 %)
+    or only greetings; half the agents' answers greet the customer by name."""
     rng = random.Random(seed)
     pool = [i for i in intents() if i.language == language]
     hellos, replies = _NOISE[language]
+    questions, answers = _SUPPORT[language]
+    words, cumulative = _rare_words(language)
+    cities, products = _CITIES, _PRODUCTS
     for _ in range(count):
+        name = rng.choice(_NAMES)
         turns = [Turn("customer", rng.choice(hellos)), Turn("app", rng.choice(replies))]
-        if rng.random() < 0.7:
+        kind = rng.random()
+        if kind < 0.35:
             intent = rng.choice(pool)
             turns.append(Turn("customer", rng.choice(intent.backlog_questions)))
-            turns.append(Turn(rng.choice(("app", "human")), intent.answer))
+            if rng.random() < 0.3:  # a second message before the answer: context
+                turns.append(Turn("customer", _some(rng, words, cumulative, rng.randint(2, 4))))
+            greeting = f"{name}, " if rng.random() < 0.5 else ""
+            turns.append(Turn(rng.choice(("app", "human")), greeting + intent.answer))
+        elif kind < 0.8:
+            slots = {
+                "num": str(rng.randint(10000, 99999)),
+                "p": rng.choice(products),
+                "c": rng.choice(cities),
+                "name": name,
+                "code": f"{rng.randint(0, 16**6):06x}",
+            }
+            question = rng.choice(questions).format(
+                w=_some(rng, words, cumulative, rng.randint(1, 3)), **slots
+            )
+            turns.append(Turn("customer", question))
+            turns.append(Turn(rng.choice(("app", "human")), rng.choice(answers).format(**slots)))
         turns.append(Turn("customer", rng.choice(hellos)))
         turns.append(Turn("app", rng.choice(replies)))
         yield turns

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from baton.knowledge import DayHours, Knowledge, OpeningHours, mask_personal_data, status_at
+from baton.knowledge.retrieval import candidate_query, quote_lexeme
 from baton.settings import NumbersConfig
 from services.bot.knowledge import hours_answer
 from services.bot.offline import respond
@@ -174,3 +175,49 @@ def test_no_run_of_eight_digits_survives_masking(noise: str) -> None:
     masked = mask_personal_data(f"tel {noise} fim")
     digits = "".join(ch if ch.isdigit() else " " for ch in masked).split()
     assert all(len(run) < 8 for run in digits)
+
+
+def test_rare_words_select_alone_and_common_words_only_two_together() -> None:
+    query = candidate_query(
+        {"campin": 40, "entreg": 9000, "ped": 30000, "receb": 5000, "vcs": 0}, rare=300
+    )
+    assert query is not None
+    assert query.narrow == (
+        "'campin' | ( 'receb' & 'entreg' ) | ( 'receb' & 'ped' ) | ( 'entreg' & 'ped' )"
+    )
+    # Ranked against every word some pair holds, a word no pair holds left out.
+    assert query.wide == "'campin' | 'receb' | 'entreg' | 'ped'"
+
+
+def test_a_one_word_question_searches_that_word_and_unknown_words_search_nothing() -> None:
+    query = candidate_query({"boleto": 50_000})
+    assert query is not None and query.narrow == "'boleto'"
+    assert candidate_query({"xyz": 0}) is None
+    assert candidate_query({}) is None
+
+
+def test_only_the_rarest_common_words_are_paired() -> None:
+    counts = {f"w{i}": 1000 + i for i in range(10)}
+    query = candidate_query(counts, rare=10, paired=3)
+    assert query is not None
+    assert query.narrow == "( 'w0' & 'w1' ) | ( 'w0' & 'w2' ) | ( 'w1' & 'w2' )"
+
+
+def _unquote(operand: str) -> str:
+    """PostgreSQL's reading of a quoted tsquery operand: '' and \\x stand for ' and x."""
+    assert operand[0] == "'" and operand[-1] == "'"
+    out, chars = [], iter(operand[1:-1])
+    for char in chars:
+        if char == "\\":
+            out.append(next(chars))
+        elif char == "'":
+            assert next(chars) == "'", "a bare quote would end the operand"
+            out.append("'")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+@given(st.text(min_size=1, max_size=12))
+def test_a_lexeme_is_quoted_verbatim(lexeme: str) -> None:
+    assert _unquote(quote_lexeme(lexeme)) == lexeme

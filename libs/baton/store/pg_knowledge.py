@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 import asyncpg
 
 from baton.knowledge import Knowledge
+from baton.knowledge.retrieval import candidate_query
 from baton.store.knowledge_records import PastAnswer, StoredKnowledge
 from baton.store.pg_search import search_config
 from baton.types import Author, PhoneNumberId
@@ -84,7 +85,15 @@ WITH new_rows AS (
        SET uses = k.uses + EXCLUDED.uses,
            answered_at = GREATEST(k.answered_at, EXCLUDED.answered_at),
            imported = k.imported AND EXCLUDED.imported
-    RETURNING 1
+    RETURNING k.phone_number_id, k.tsv, k.xmax = 0 AS created
+), counted AS (
+    -- A new pair's lexemes, counted for the candidate search; a pair counted again adds none.
+    INSERT INTO knowledge_lexemes AS l (phone_number_id, lexeme, pairs)
+    SELECT i.phone_number_id, w.lexeme, count(*)
+      FROM inserted i, unnest(tsvector_to_array(i.tsv)) AS w(lexeme)
+     WHERE i.created
+     GROUP BY i.phone_number_id, w.lexeme
+    ON CONFLICT (phone_number_id, lexeme) DO UPDATE SET pairs = l.pairs + EXCLUDED.pairs
 )
 SELECT (SELECT count(*) FROM inserted) AS indexed,
        (SELECT count(*) FROM new_rows) AS scanned,
@@ -100,28 +109,39 @@ UPDATE knowledge_index_state
  WHERE id = 1
 """
 
-# Candidates by full text (an OR of the question's lexemes), then one ranking of both scores in
-# [0, 1]: the text rank, and trigram similarity for the words the stemmer does not join. A
-# trigram candidate search of its own was measured (bench/retrieval.py): it found nothing the
-# text search missed and cost most of the time.
+# How many of the number's pairs hold each lexeme of the question: the input of the bounded
+# candidate search (baton.knowledge.retrieval).
+_LEXEMES = """
+SELECT w.lexeme, COALESCE(k.pairs, 0) AS pairs
+  FROM unnest(tsvector_to_array(to_tsvector($2::regconfig, $3))) AS w(lexeme)
+  LEFT JOIN knowledge_lexemes k ON k.phone_number_id = $1 AND k.lexeme = w.lexeme
+"""
+
+# Candidates by the narrow query (capped: a safety net, never the usual case), ranked by full
+# text against every word of the question, then one ranking of both scores in [0, 1]: the text
+# rank, and trigram similarity for the words the stemmer does not join. A trigram candidate
+# search of its own was measured (bench/retrieval.py): it found nothing the text search missed
+# and cost most of the time.
 _RETRIEVE = """
-WITH query AS (
-    SELECT NULLIF(replace(plainto_tsquery($2::regconfig, $3)::text, '&', '|'), '')::tsquery AS q
+WITH candidates AS (
+    SELECT p.id, p.tsv FROM knowledge_pairs p
+     WHERE p.phone_number_id = $1 AND p.tsv @@ $4::tsquery
+     LIMIT $7
 ), by_text AS (
-    SELECT p.id, ts_rank_cd(p.tsv, query.q, 1) AS fts
-      FROM knowledge_pairs p, query
-     WHERE p.phone_number_id = $1 AND query.q IS NOT NULL AND p.tsv @@ query.q
+    SELECT c.id, ts_rank_cd(c.tsv, $5::tsquery, 1) AS fts
+      FROM candidates c
      ORDER BY fts DESC
-     LIMIT $5
-), candidates AS (
-    SELECT * FROM by_text
+     LIMIT $6
 )
 SELECT p.id, p.conversation_id, p.question, p.answer, p.answer_author, p.imported, p.uses,
-       (c.fts / (c.fts + 0.1)) + similarity(p.question, $3) AS score
-  FROM candidates c JOIN knowledge_pairs p USING (id)
+       (c.fts / (c.fts + 0.1)) + similarity(p.question, $2) AS score
+  FROM by_text c JOIN knowledge_pairs p USING (id)
  ORDER BY score DESC, p.uses DESC, p.answered_at DESC
- LIMIT $4
+ LIMIT $3
 """
+
+# At most this many pairs are ranked by full text for one retrieval.
+CANDIDATE_CAP = 2000
 
 
 class PostgresKnowledgeStore:
@@ -213,9 +233,21 @@ class PostgresKnowledgeStore:
         """The `limit` past answers of this number whose questions best match `text`."""
         if not text.strip() or limit <= 0:
             return []
-        rows = await self._pool.fetch(
-            _RETRIEVE, phone_number_id, search_config(language), text, limit, candidates
-        )
+        async with self._pool.acquire() as conn:
+            counts = await conn.fetch(_LEXEMES, phone_number_id, search_config(language), text)
+            query = candidate_query({row["lexeme"]: row["pairs"] for row in counts})
+            if query is None:
+                return []
+            rows = await conn.fetch(
+                _RETRIEVE,
+                phone_number_id,
+                text,
+                limit,
+                query.narrow,
+                query.wide,
+                candidates,
+                CANDIDATE_CAP,
+            )
         return [
             PastAnswer(
                 pair_id=row["id"],
