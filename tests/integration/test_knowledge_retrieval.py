@@ -101,6 +101,9 @@ async def test_common_words_select_only_together_and_a_rare_word_alone(
     wanted = [
         ("pedido com entrega expressa", "A entrega expressa sai hoje."),
         ("moro em Sorocaba", "Atendemos Sorocaba."),
+        # Given again and again: a canonical answer, ranked though it shares one common word.
+        ("como faço um pedido?", "Pedidos pelo site."),
+        ("como faço um pedido?", "Pedidos pelo site."),
     ]
     await _import_and_index(store, number, filler + wanted)
     counts = await _counts(store, number)
@@ -111,6 +114,7 @@ async def test_common_words_select_only_together_and_a_rare_word_alone(
     assert sorted(past.answer for past in found) == [
         "A entrega expressa sai hoje.",
         "Atendemos Sorocaba.",
+        "Pedidos pelo site.",
     ]
     # One common word is the whole question: it is searched, and a word no pair holds is not.
     alone = await store.retrieve_past_answers(number, "entrega", language="pt-BR", limit=3)

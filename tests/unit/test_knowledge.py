@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from baton.knowledge import DayHours, Knowledge, OpeningHours, mask_personal_data, status_at
-from baton.knowledge.retrieval import candidate_query, quote_lexeme
+from baton.knowledge.retrieval import candidate_query, distinct_answers, quote_lexeme
 from baton.settings import NumbersConfig
 from services.bot.knowledge import hours_answer
 from services.bot.offline import respond
@@ -221,3 +221,23 @@ def _unquote(operand: str) -> str:
 @given(st.text(min_size=1, max_size=12))
 def test_a_lexeme_is_quoted_verbatim(lexeme: str) -> None:
     assert _unquote(quote_lexeme(lexeme)) == lexeme
+
+
+def test_the_same_reply_to_another_customer_is_shown_once() -> None:
+    answers = [
+        "Entregamos em Campinas sim, em até 3 dias úteis.",
+        "Olívia, Entregamos em Campinas sim, em até 3 dias úteis.",
+        "Oi Ana, o pedido 64259 saiu para entrega hoje, código c5fb05.",
+        "Nossa loja de Campinas fica na Rua 11 de Maio.",
+        "Nando, entregamos em Campinas sim, em até 3 dias úteis.",
+    ]
+    assert distinct_answers(answers, 5) == [0, 2, 3]
+    assert distinct_answers(answers, 2) == [0, 2]
+    assert distinct_answers(answers, 0) == []
+
+
+@given(st.lists(st.text(max_size=30), max_size=12), st.integers(min_value=1, max_value=6))
+def test_distinct_answers_keep_the_order_and_the_limit(answers: list[str], limit: int) -> None:
+    kept = distinct_answers(answers, limit)
+    assert kept == sorted(kept) and len(kept) <= limit
+    assert not answers or kept[:1] == [0]  # the best answer is always shown

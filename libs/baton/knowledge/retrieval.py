@@ -6,11 +6,13 @@ them all is what made retrieval slow. A pair worth showing either shares a rare 
 question (a city, a product model, a name) or shares at least two of its words. So the
 candidates are the pairs that hold one of the question's rare lexemes, or two of its rarest
 ones together; the ranking then scores them against every word of the question, as before.
+The examples shown are distinct answers: five copies of one reply teach the model nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 
 from pydantic import BaseModel, ConfigDict
@@ -19,6 +21,9 @@ from pydantic import BaseModel, ConfigDict
 RARE_PAIRS = 300
 # The rarest lexemes of a question whose every two together select candidates.
 PAIRED_LEXEMES = 6
+# Two answers sharing this share of their words are one answer given twice: the model is shown
+# it once (agents greet customers by name, so the same reply is stored as distinct pairs).
+ANSWERS_ALIKE = 0.7
 
 
 class CandidateQuery(BaseModel):
@@ -60,3 +65,27 @@ def candidate_query(
 def quote_lexeme(lexeme: str) -> str:
     """A lexeme as a tsquery operand, taken verbatim (no parsing, no stemming again)."""
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"\w+", text.casefold()))
+
+
+def distinct_answers(
+    answers: Sequence[str], limit: int, *, alike: float = ANSWERS_ALIKE
+) -> list[int]:
+    """The positions of the first `limit` answers, best first, skipping any answer whose words
+    are mostly those of one already taken (the same reply with another customer's name)."""
+    taken: list[int] = []
+    seen: list[frozenset[str]] = []
+    if limit <= 0:
+        return taken
+    for position, answer in enumerate(answers):
+        words = _words(answer)
+        if any(len(words & other) >= alike * len(words | other) for other in seen):
+            continue
+        taken.append(position)
+        seen.append(words)
+        if len(taken) == limit:
+            break
+    return taken

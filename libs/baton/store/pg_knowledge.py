@@ -8,9 +8,12 @@ number's language. The same words answered the same way are one pair, counted in
 Passes are serialised by a row lock, and each answer row is counted once
 (`knowledge_answers_seen`), so a pass repeated or overlapping another changes nothing.
 
-Retrieval ranks by full-text match (an OR of the question's lexemes, so paraphrases that share
-some words are found) plus trigram similarity (typos, inflections the stemmer misses), within
-one number only.
+The pass also counts, per number, how many distinct pairs hold each lexeme (`knowledge_lexemes`).
+Retrieval reads those counts to bound its candidates (baton.knowledge.retrieval: a rare word
+selects alone, common words two together) and adds the number's repeated pairs sharing any word;
+it ranks them by full-text match against every lexeme of the question (an OR, so paraphrases
+that share some words are found) plus trigram similarity (typos, inflections the stemmer
+misses), within one number only, and shows each answer once.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Mapping, Sequence
 import asyncpg
 
 from baton.knowledge import Knowledge
-from baton.knowledge.retrieval import candidate_query
+from baton.knowledge.retrieval import candidate_query, distinct_answers
 from baton.store.knowledge_records import PastAnswer, StoredKnowledge
 from baton.store.pg_search import search_config
 from baton.types import Author, PhoneNumberId
@@ -117,16 +120,25 @@ SELECT w.lexeme, COALESCE(k.pairs, 0) AS pairs
   LEFT JOIN knowledge_lexemes k ON k.phone_number_id = $1 AND k.lexeme = w.lexeme
 """
 
-# Candidates by the narrow query (capped: a safety net, never the usual case), ranked by full
-# text against every word of the question, then one ranking of both scores in [0, 1]: the text
+# Candidates by the narrow query (capped: a safety net, never the usual case), and the number's
+# most used pairs that share any word with the question (its canonical answers, found even when
+# the question's words are all common); ranked by full text against every word of the question,
+# then one ranking of both scores in [0, 1]: the text
 # rank, and trigram similarity for the words the stemmer does not join. A trigram candidate
 # search of its own was measured (bench/retrieval.py): it found nothing the text search missed
 # and cost most of the time.
 _RETRIEVE = """
 WITH candidates AS (
-    SELECT p.id, p.tsv FROM knowledge_pairs p
-     WHERE p.phone_number_id = $1 AND p.tsv @@ $4::tsquery
-     LIMIT $7
+    (SELECT p.id, p.tsv FROM knowledge_pairs p
+      WHERE p.phone_number_id = $1 AND p.tsv @@ $4::tsquery
+      LIMIT $7)
+    UNION
+    (SELECT f.id, f.tsv
+       FROM (SELECT p.id, p.tsv FROM knowledge_pairs p
+              WHERE p.phone_number_id = $1 AND p.uses > 1
+              ORDER BY p.uses DESC
+              LIMIT $8) f
+      WHERE f.tsv @@ $5::tsquery)
 ), by_text AS (
     SELECT c.id, ts_rank_cd(c.tsv, $5::tsquery, 1) AS fts
       FROM candidates c
@@ -140,8 +152,10 @@ SELECT p.id, p.conversation_id, p.question, p.answer, p.answer_author, p.importe
  LIMIT $3
 """
 
-# At most this many pairs are ranked by full text for one retrieval.
+# At most this many pairs of the narrow search are ranked by full text for one retrieval.
 CANDIDATE_CAP = 2000
+# The number's most used pairs, looked at for every retrieval.
+FREQUENT_PAIRS = 1000
 
 
 class PostgresKnowledgeStore:
@@ -242,12 +256,14 @@ class PostgresKnowledgeStore:
                 _RETRIEVE,
                 phone_number_id,
                 text,
-                limit,
+                limit * 4,  # room for the near-copies distinct_answers skips
                 query.narrow,
                 query.wide,
                 candidates,
                 CANDIDATE_CAP,
+                FREQUENT_PAIRS,
             )
+        kept = distinct_answers([row["answer"] for row in rows], limit)
         return [
             PastAnswer(
                 pair_id=row["id"],
@@ -259,7 +275,7 @@ class PostgresKnowledgeStore:
                 uses=row["uses"],
                 score=float(row["score"]),
             )
-            for row in rows
+            for row in (rows[position] for position in kept)
         ]
 
 
