@@ -1,15 +1,19 @@
 """Past-answer retrieval: quality (recall@5, MRR) and latency at 1 M stored messages.
 
-    .venv/bin/python -m bench.retrieval [--messages 1000000] [--quality-messages 100000]
+    .venv/bin/python -m bench.retrieval [--messages 1000000] [--queries 300] [--keep]
+    .venv/bin/python -m bench.retrieval --database NAME   # measure a kept database again
 
-1. Quality: a synthetic six-month backlog (bench/retrieval_corpus.py) of `--quality-messages`
-   messages over three numbers (pt-BR, es, en) goes in through the history import's COPY path;
-   the indexing pass pairs the answers; then every intent is asked with paraphrases the backlog
-   never contains. Prints recall@5 and MRR per language, and checks that no answer of a fourth
-   number (same questions, other answers) is ever retrieved.
+1. Quality: a synthetic six-month backlog (bench/retrieval_corpus.py: intents, long-tail support
+   talk, greetings) of `--quality-messages` messages over three numbers (pt-BR, es, en) goes in
+   through the history import's COPY path; the indexing pass pairs the answers; then every
+   intent is asked with paraphrases the backlog never contains. Prints recall@5 and MRR per
+   language, and checks that no answer of a fourth number (same questions, other answers) is
+   ever retrieved.
 2. Indexing cost: the COPY import's rate, and the indexing pass's rate, over the same rows.
-3. Latency: the pt-BR number grows to `--messages` stored messages; p50/p99 of retrievals, beside
-   the p50/p99 at the quality size and a `SELECT 1` round trip measured in the same run.
+3. Latency: p50/p99 of retrievals at the quality size, then after the pt-BR number grows to
+   `--messages` stored messages, beside a `SELECT 1` round trip.
+Every measurement is made twice on the same database: the store's retrieval (bounded) and the
+unbounded OR search of commit 0ef9da2 (baseline).
 """
 
 from __future__ import annotations

@@ -179,28 +179,29 @@ def test_no_run_of_eight_digits_survives_masking(noise: str) -> None:
 
 def test_rare_words_select_alone_and_common_words_only_two_together() -> None:
     query = candidate_query(
-        {"campin": 40, "entreg": 9000, "ped": 30000, "receb": 5000, "vcs": 0}, rare=300
+        {"campin": 40, "entreg": 9000, "ped": 30000, "receb": 5000, "vcs": 0}, key="n", rare=300
     )
     assert query is not None
     assert query.narrow == (
-        "'campin' | ( 'receb' & 'entreg' ) | ( 'receb' & 'ped' ) | ( 'entreg' & 'ped' )"
+        "'n:campin' | ( 'n:receb' & 'n:entreg' ) | ( 'n:receb' & 'n:ped' )"
+        " | ( 'n:entreg' & 'n:ped' )"
     )
     # Ranked against every word some pair holds, a word no pair holds left out.
     assert query.wide == "'campin' | 'receb' | 'entreg' | 'ped'"
 
 
 def test_a_one_word_question_searches_that_word_and_unknown_words_search_nothing() -> None:
-    query = candidate_query({"boleto": 50_000})
-    assert query is not None and query.narrow == "'boleto'"
-    assert candidate_query({"xyz": 0}) is None
-    assert candidate_query({}) is None
+    query = candidate_query({"boleto": 50_000}, key="15550001")
+    assert query is not None and query.narrow == "'15550001:boleto'"
+    assert candidate_query({"xyz": 0}, key="n") is None
+    assert candidate_query({}, key="n") is None
 
 
 def test_only_the_rarest_common_words_are_paired() -> None:
     counts = {f"w{i}": 1000 + i for i in range(10)}
-    query = candidate_query(counts, rare=10, paired=3)
+    query = candidate_query(counts, key="n", rare=10, paired=3)
     assert query is not None
-    assert query.narrow == "( 'w0' & 'w1' ) | ( 'w0' & 'w2' ) | ( 'w1' & 'w2' )"
+    assert query.narrow == "( 'n:w0' & 'n:w1' ) | ( 'n:w0' & 'n:w2' ) | ( 'n:w1' & 'n:w2' )"
 
 
 def _unquote(operand: str) -> str:

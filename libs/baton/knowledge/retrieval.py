@@ -31,18 +31,20 @@ class CandidateQuery(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    narrow: str  # tsquery text
+    narrow: str  # tsquery text over the pairs' keyed lexemes ("<key>:<lexeme>")
     wide: str  # tsquery text: an OR of every lexeme the number's pairs hold
 
 
 def candidate_query(
     frequencies: Mapping[str, int],
     *,
+    key: str,
     rare: int = RARE_PAIRS,
     paired: int = PAIRED_LEXEMES,
 ) -> CandidateQuery | None:
     """The candidate search for a question, from how many of the number's pairs hold each of
-    its lexemes; None when no pair holds any of them."""
+    its lexemes (`narrow` matches lexemes keyed by `key`, the number); None when no pair holds
+    any of them."""
     known = sorted((count, lexeme) for lexeme, count in frequencies.items() if count > 0)
     if not known:
         return None
@@ -50,12 +52,13 @@ def candidate_query(
     # One word: it is the whole question. Several: a common word alone selects too much, two
     # of them together are what the question is about (a pair with a rare one is in already).
     alone = lexemes if len(lexemes) == 1 else [lex for count, lex in known if count <= rare]
+    keyed = {lexeme: quote_lexeme(f"{key}:{lexeme}") for lexeme in lexemes}
     together = [
-        f"{quote_lexeme(a)} & {quote_lexeme(b)}"
+        f"( {keyed[a]} & {keyed[b]} )"
         for a, b in combinations(lexemes[:paired], 2)
         if a not in alone and b not in alone
     ]
-    clauses = [quote_lexeme(lexeme) for lexeme in alone] + [f"( {c} )" for c in together]
+    clauses = [keyed[lexeme] for lexeme in alone] + together
     return CandidateQuery(
         narrow=" | ".join(clauses),
         wide=" | ".join(quote_lexeme(lexeme) for lexeme in lexemes),

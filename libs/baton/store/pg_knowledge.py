@@ -80,10 +80,15 @@ WITH new_rows AS (
     SELECT key AS phone_number_id, value::regconfig AS config FROM jsonb_each_text($5::jsonb)
 ), inserted AS (
     INSERT INTO knowledge_pairs AS k (phone_number_id, conversation_id, question, answer,
-                                      answer_author, answered_at, imported, uses, tsv)
+                                      answer_author, answered_at, imported, uses, tsv, keys)
     SELECT p.phone_number_id, p.conversation_id, p.question, p.answer, p.author, p.answered_at,
-           p.imported, p.uses, to_tsvector(COALESCE(c.config, $6::regconfig), p.question)
+           p.imported, p.uses, v.tsv,
+           array_to_tsvector(ARRAY(
+               SELECT p.phone_number_id || ':' || w FROM unnest(tsvector_to_array(v.tsv)) AS w))
       FROM paired p LEFT JOIN configs c USING (phone_number_id)
+      CROSS JOIN LATERAL (
+          SELECT to_tsvector(COALESCE(c.config, $6::regconfig), p.question) AS tsv
+      ) v
     ON CONFLICT (phone_number_id, md5(question), md5(answer)) DO UPDATE
        SET uses = k.uses + EXCLUDED.uses,
            answered_at = GREATEST(k.answered_at, EXCLUDED.answered_at),
@@ -130,7 +135,7 @@ SELECT w.lexeme, COALESCE(k.pairs, 0) AS pairs
 _RETRIEVE = """
 WITH candidates AS (
     (SELECT p.id, p.tsv FROM knowledge_pairs p
-      WHERE p.phone_number_id = $1 AND p.tsv @@ $4::tsquery
+      WHERE p.keys @@ $4::tsquery AND p.phone_number_id = $1
       LIMIT $7)
     UNION
     (SELECT f.id, f.tsv
@@ -249,7 +254,9 @@ class PostgresKnowledgeStore:
             return []
         async with self._pool.acquire() as conn:
             counts = await conn.fetch(_LEXEMES, phone_number_id, search_config(language), text)
-            query = candidate_query({row["lexeme"]: row["pairs"] for row in counts})
+            query = candidate_query(
+                {row["lexeme"]: row["pairs"] for row in counts}, key=phone_number_id
+            )
             if query is None:
                 return []
             rows = await conn.fetch(
