@@ -7,9 +7,7 @@ once per module; each test gets a fresh browser. Screenshots go to `.run/screens
 
 from __future__ import annotations
 
-import asyncio
 import re
-import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +22,18 @@ from playwright.async_api import (
     expect,
 )
 
-from baton.devstack import REPO_ROOT, Ports, ServiceSpec, Stack, plan
+from baton.devstack import REPO_ROOT
 from baton.store import open_store
 from services.console import accounts
 from tests.conftest import unique
-from tests.e2e.conftest import free_port, stack_env
+from tests.e2e.conftest import (
+    fake_llm,
+    free_port,
+    fresh_ports,
+    launched,
+    numbers_file,
+    stack_env,
+)
 from tests.fakes.whatsapp import DEV_APP_SECRET, SimulatorClient
 from tests.fakes.whatsapp.webhooks import customer_text, envelope, meta_json, post_webhook
 
@@ -72,48 +77,24 @@ def desk_stack(
     amqp_url: str, pg_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DeskStack]:
     llm_port = free_port()
-    ports = Ports(
-        ingest=free_port(),
-        simulator=free_port(),
-        router=free_port(),
-        bot=free_port(),
-        outbox=free_port(),
-        history=free_port(),
-        console=free_port(),
-    )
+    ports = fresh_ports()
     workdir: Path = tmp_path_factory.mktemp("desk-stack")
-    numbers = workdir / "numbers.toml"
-    numbers.write_text(
-        f'[numbers."{PHONE_NUMBER_ID}"]\ndebounce_quiet_seconds = 0.3\ndebounce_cap_seconds = 2.0\n'
-    )
     env = stack_env(
         amqp_url,
         pg_url,
         ports,
         BATON_LLM_BASE_URL=f"http://127.0.0.1:{llm_port}/v1",
         BATON_LLM_API_KEY="fake-key",
-        BATON_NUMBERS_FILE=str(numbers),
+        BATON_NUMBERS_FILE=str(numbers_file(workdir, PHONE_NUMBER_ID)),
         BATON_AGENT_TOKENS=f"observer:{OBSERVER_TOKEN}",
     )
-    llm = ServiceSpec(
-        "llm",
-        (sys.executable, "-m", "tests.fakes.llm", "--port", str(llm_port)),
-        f"http://127.0.0.1:{llm_port}/_control/requests",
-    )
-    stack = Stack([llm, *plan(env, ports, with_simulator=True)], env, workdir / "logs")
-    stack.start()
-    try:
-        asyncio.run(stack.wait_ready(timeout=90))
+    with launched(env, ports, workdir / "logs", fakes=[fake_llm(llm_port)], timeout=90) as running:
         yield DeskStack(
             url=f"http://127.0.0.1:{ports.console}",
-            webhook_url=f"http://127.0.0.1:{ports.ingest}/webhook",
-            sim_url=f"http://127.0.0.1:{ports.simulator}",
+            webhook_url=running.webhook_url,
+            sim_url=running.sim_url,
             pg_url=pg_url,
         )
-    finally:
-        codes = stack.stop()
-        unclean = {n: c for n, c in codes.items() if n not in ("simulator", "llm") and c}
-        assert not unclean, f"services did not stop cleanly: {unclean}; logs in {workdir}"
 
 
 @pytest.fixture

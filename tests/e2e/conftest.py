@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import socket
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from baton.devstack import GRAPH_API_VERSION, Ports, Stack, plan
+from baton.devstack import GRAPH_API_VERSION, Ports, ServiceSpec, Stack, plan
 from tests.fakes.whatsapp import DEV_APP_SECRET
 
 
@@ -53,28 +56,57 @@ def stack_env(amqp_url: str, pg_url: str, ports: Ports, **extra: str) -> dict[st
     return env
 
 
-@pytest.fixture(scope="module")
-def running_stack(
-    amqp_url: str, pg_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningStack]:
-    ports = Ports(
-        ingest=free_port(),
-        simulator=free_port(),
-        router=free_port(),
-        bot=free_port(),
-        outbox=free_port(),
-        history=free_port(),
-        console=free_port(),
+def fresh_ports() -> Ports:
+    """A free port for every service (the bridge's is used only when Chatwoot is configured)."""
+    return Ports(**{field.name: free_port() for field in dataclasses.fields(Ports)})
+
+
+def numbers_file(workdir: Path, number: str, *, quiet: float = 0.3, cap: float = 2.0) -> Path:
+    """A numbers file configuring one business number with a short debounce window."""
+    path = workdir / "numbers.toml"
+    path.write_text(
+        f'[numbers."{number}"]\ndebounce_quiet_seconds = {quiet}\ndebounce_cap_seconds = {cap}\n'
     )
-    env = stack_env(amqp_url, pg_url, ports)
-    logs: Path = tmp_path_factory.mktemp("stack-logs")
-    stack = Stack(plan(env, ports, with_simulator=True), env, logs)
+    return path
+
+
+def fake_llm(port: int) -> ServiceSpec:
+    """The fake LLM provider as a process (chat, speech-to-text and its control API)."""
+    return ServiceSpec(
+        "llm",
+        (sys.executable, "-m", "tests.fakes.llm", "--port", str(port)),
+        f"http://127.0.0.1:{port}/_control/requests",
+    )
+
+
+@contextlib.contextmanager
+def launched(
+    env: dict[str, str],
+    ports: Ports,
+    logs: Path,
+    *,
+    fakes: Sequence[ServiceSpec] = (),
+    timeout: float = 60,
+) -> Iterator[RunningStack]:
+    """The fakes, the simulator and every configured service as processes, once all are ready."""
+    stack = Stack([*fakes, *plan(env, ports, with_simulator=True)], env, logs)
     stack.start()
     try:
-        asyncio.run(stack.wait_ready(timeout=60))
+        asyncio.run(stack.wait_ready(timeout=timeout))
         yield RunningStack(stack, ports, env)
     finally:
         codes = stack.stop()
         # SIGTERM must stop every Baton service cleanly: drained, settled, exit code 0.
-        unclean = {name: code for name, code in codes.items() if name != "simulator" and code}
+        not_ours = {"simulator", *(fake.name for fake in fakes)}
+        unclean = {name: code for name, code in codes.items() if name not in not_ours and code}
         assert not unclean, f"services did not stop cleanly: {unclean}; logs in {logs}"
+
+
+@pytest.fixture(scope="module")
+def running_stack(
+    amqp_url: str, pg_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningStack]:
+    ports = fresh_ports()
+    logs: Path = tmp_path_factory.mktemp("stack-logs")
+    with launched(stack_env(amqp_url, pg_url, ports), ports, logs) as running:
+        yield running

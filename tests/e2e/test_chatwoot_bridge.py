@@ -20,11 +20,19 @@ import orjson
 import pytest
 
 from baton.conversations import policy_for
-from baton.devstack import Ports, ServiceSpec, Stack, plan
+from baton.devstack import ServiceSpec, plan
 from baton.handoff import NoticeKind, notice_text
 from baton.settings import NumberSettings
 from tests.conftest import unique
-from tests.e2e.conftest import RunningStack, free_port, stack_env
+from tests.e2e.conftest import (
+    RunningStack,
+    fake_llm,
+    free_port,
+    fresh_ports,
+    launched,
+    numbers_file,
+    stack_env,
+)
 from tests.e2e.console_support import AGENT_TOKENS, ALICE_TOKEN, FakeLLMControl, sse
 from tests.fakes.chatwoot import ChatwootControl
 from tests.fakes.llm import ECHO_PREFIX
@@ -57,23 +65,9 @@ def bridge_stack(
 ) -> Iterator[tuple[RunningStack, str, str]]:
     """The stack plus the fake LLM, the fake Chatwoot and the bridge."""
     llm_port, cw_port = free_port(), free_port()
-    ports = Ports(
-        ingest=free_port(),
-        simulator=free_port(),
-        router=free_port(),
-        bot=free_port(),
-        outbox=free_port(),
-        history=free_port(),
-        console=free_port(),
-        chatwoot=free_port(),
-    )
+    ports = fresh_ports()
     workdir: Path = tmp_path_factory.mktemp("chatwoot-stack")
-    numbers = workdir / "numbers.toml"
-    numbers.write_text(
-        f'[numbers."{PHONE_NUMBER_ID}"]\n'
-        f"debounce_quiet_seconds = {NUMBER.debounce_quiet_seconds}\n"
-        f"debounce_cap_seconds = {NUMBER.debounce_cap_seconds}\n"
-    )
+    numbers = numbers_file(workdir, PHONE_NUMBER_ID)
     env = stack_env(
         amqp_url,
         pg_url,
@@ -92,11 +86,7 @@ def bridge_stack(
     )
     callback = f"http://127.0.0.1:{ports.chatwoot}/chatwoot/{PHONE_NUMBER_ID}/callback"
     fakes = [
-        ServiceSpec(
-            "llm",
-            (sys.executable, "-m", "tests.fakes.llm", "--port", str(llm_port)),
-            f"http://127.0.0.1:{llm_port}/_control/requests",
-        ),
+        fake_llm(llm_port),
         ServiceSpec(
             "fake_chatwoot",
             (
@@ -115,22 +105,11 @@ def bridge_stack(
             f"http://127.0.0.1:{cw_port}/_fake/health",
         ),
     ]
-    specs = [*fakes, *plan(env, ports, with_simulator=True)]
-    assert "chatwoot" in {s.name for s in specs}, "the stack runs the bridge when configured"
-    stack = Stack(specs, env, workdir / "logs")
-    stack.start()
-    try:
-        asyncio.run(stack.wait_ready(timeout=60))
-        yield (
-            RunningStack(stack, ports, env),
-            f"http://127.0.0.1:{llm_port}",
-            f"http://127.0.0.1:{cw_port}",
-        )
-    finally:
-        codes = stack.stop()
-        fake_names = ("simulator", "llm", "fake_chatwoot")
-        unclean = {name: code for name, code in codes.items() if name not in fake_names and code}
-        assert not unclean, f"services did not stop cleanly: {unclean}; logs in {workdir}"
+    assert "chatwoot" in {s.name for s in plan(env, ports, with_simulator=True)}, (
+        "the stack runs the bridge when configured"
+    )
+    with launched(env, ports, workdir / "logs", fakes=fakes) as running:
+        yield running, f"http://127.0.0.1:{llm_port}", f"http://127.0.0.1:{cw_port}"
 
 
 @pytest.fixture

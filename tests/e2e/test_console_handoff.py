@@ -6,8 +6,6 @@ simulator; the agent uses only the console's HTTP API and its event stream.
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,11 +13,18 @@ import httpx
 import pytest
 
 from baton.conversations import policy_for
-from baton.devstack import Ports, ServiceSpec, Stack, plan
 from baton.handoff import NoticeKind, notice_text
 from baton.settings import NumberSettings
 from tests.conftest import unique
-from tests.e2e.conftest import RunningStack, free_port, stack_env
+from tests.e2e.conftest import (
+    RunningStack,
+    fake_llm,
+    free_port,
+    fresh_ports,
+    launched,
+    numbers_file,
+    stack_env,
+)
 from tests.e2e.console_support import (
     AGENT_TOKENS,
     ALICE_TOKEN,
@@ -47,22 +52,8 @@ def console_stack(
 ) -> Iterator[tuple[RunningStack, str]]:
     """The stack with a fake LLM process, two agents, and a short debounce window."""
     llm_port = free_port()
-    ports = Ports(
-        ingest=free_port(),
-        simulator=free_port(),
-        router=free_port(),
-        bot=free_port(),
-        outbox=free_port(),
-        history=free_port(),
-        console=free_port(),
-    )
+    ports = fresh_ports()
     workdir: Path = tmp_path_factory.mktemp("console-stack")
-    numbers = workdir / "numbers.toml"
-    numbers.write_text(
-        f'[numbers."{PHONE_NUMBER_ID}"]\n'
-        f"debounce_quiet_seconds = {NUMBER.debounce_quiet_seconds}\n"
-        f"debounce_cap_seconds = {NUMBER.debounce_cap_seconds}\n"
-    )
     env = stack_env(
         amqp_url,
         pg_url,
@@ -71,23 +62,10 @@ def console_stack(
         BATON_LLM_API_KEY="fake-key",
         BATON_LLM_TIMEOUT_SECONDS="30",
         BATON_AGENT_TOKENS=AGENT_TOKENS,
-        BATON_NUMBERS_FILE=str(numbers),
+        BATON_NUMBERS_FILE=str(numbers_file(workdir, PHONE_NUMBER_ID)),
     )
-    llm = ServiceSpec(
-        "llm",
-        (sys.executable, "-m", "tests.fakes.llm", "--port", str(llm_port)),
-        f"http://127.0.0.1:{llm_port}/_control/requests",
-    )
-    stack = Stack([llm, *plan(env, ports, with_simulator=True)], env, workdir / "logs")
-    stack.start()
-    try:
-        asyncio.run(stack.wait_ready(timeout=60))
-        yield RunningStack(stack, ports, env), f"http://127.0.0.1:{llm_port}"
-    finally:
-        codes = stack.stop()
-        fakes = ("simulator", "llm")
-        unclean = {name: code for name, code in codes.items() if name not in fakes and code}
-        assert not unclean, f"services did not stop cleanly: {unclean}; logs in {workdir}"
+    with launched(env, ports, workdir / "logs", fakes=[fake_llm(llm_port)]) as running:
+        yield running, f"http://127.0.0.1:{llm_port}"
 
 
 @pytest.fixture

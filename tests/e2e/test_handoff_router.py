@@ -6,8 +6,6 @@ reads short per-number durations from its numbers file, so nothing waits for min
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -16,12 +14,18 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from baton.broker import EVENTS, Broker, Delivery, QueueSpec
-from baton.devstack import Ports, ServiceSpec, Stack, plan
 from baton.messages import ReplyFenced
 from baton.store import PostgresStore
 from baton.types import Mode
 from tests.conftest import unique
-from tests.e2e.conftest import RunningStack, free_port, stack_env
+from tests.e2e.conftest import (
+    RunningStack,
+    fake_llm,
+    free_port,
+    fresh_ports,
+    launched,
+    stack_env,
+)
 from tests.fakes.llm import ECHO_PREFIX
 from tests.fakes.whatsapp import DEV_APP_SECRET, SimulatorClient
 from tests.fakes.whatsapp.webhooks import (
@@ -53,14 +57,7 @@ def handoff_stack(
         "debounce_quiet_seconds = 0.5\n"
         f"pause_seconds = {SHORT_PAUSE_SECONDS}\n"
     )
-    ports = Ports(
-        ingest=free_port(),
-        simulator=free_port(),
-        router=free_port(),
-        bot=free_port(),
-        outbox=free_port(),
-        history=free_port(),
-    )
+    ports = fresh_ports()
     llm_port = free_port()
     llm_url = f"http://127.0.0.1:{llm_port}"
     env = stack_env(
@@ -72,21 +69,8 @@ def handoff_stack(
         BATON_LLM_API_KEY="fake",
         BATON_ROUTER_SWEEP_SECONDS="0.2",
     )
-    llm = ServiceSpec(
-        "llm",
-        (sys.executable, "-m", "tests.fakes.llm", "--port", str(llm_port)),
-        f"{llm_url}/_control/requests",
-    )
-    logs = base / "logs"
-    stack = Stack([llm, *plan(env, ports, with_simulator=True)], env, logs)
-    stack.start()
-    try:
-        asyncio.run(stack.wait_ready(timeout=60))
-        yield RunningStack(stack, ports, env), llm_url
-    finally:
-        codes = stack.stop()
-        unclean = {n: c for n, c in codes.items() if n not in ("simulator", "llm") and c}
-        assert not unclean, f"services did not stop cleanly: {unclean}; logs in {logs}"
+    with launched(env, ports, base / "logs", fakes=[fake_llm(llm_port)]) as running:
+        yield running, llm_url
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ customers' files and taking uploads, the fake LLM transcribing voice notes.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +12,16 @@ from typing import Any
 import httpx
 import pytest
 
-from baton.devstack import Ports, ServiceSpec, Stack, plan
 from tests.conftest import unique
-from tests.e2e.conftest import RunningStack, free_port, stack_env
+from tests.e2e.conftest import (
+    RunningStack,
+    fake_llm,
+    free_port,
+    fresh_ports,
+    launched,
+    numbers_file,
+    stack_env,
+)
 from tests.e2e.console_support import (
     AGENT_TOKENS,
     ALICE_TOKEN,
@@ -48,20 +53,8 @@ def media_stack(
 ) -> Iterator[RunningStack]:
     """The stack with a fake LLM process answering chat and speech-to-text."""
     llm_port = free_port()
-    ports = Ports(
-        ingest=free_port(),
-        simulator=free_port(),
-        router=free_port(),
-        bot=free_port(),
-        outbox=free_port(),
-        history=free_port(),
-        console=free_port(),
-    )
+    ports = fresh_ports()
     workdir: Path = tmp_path_factory.mktemp("media-stack")
-    numbers = workdir / "numbers.toml"
-    numbers.write_text(
-        f'[numbers."{NUMBER}"]\ndebounce_quiet_seconds = 0.3\ndebounce_cap_seconds = 2.0\n'
-    )
     agents = workdir / "agents.toml"
     agents.write_text(agents_file_text())  # carol: another number only
     env = stack_env(
@@ -73,22 +66,10 @@ def media_stack(
         BATON_STT_BASE_URL=f"http://127.0.0.1:{llm_port}/v1",
         BATON_AGENT_TOKENS=AGENT_TOKENS,
         BATON_AGENTS_FILE=str(agents),
-        BATON_NUMBERS_FILE=str(numbers),
+        BATON_NUMBERS_FILE=str(numbers_file(workdir, NUMBER)),
     )
-    llm = ServiceSpec(
-        "llm",
-        (sys.executable, "-m", "tests.fakes.llm", "--port", str(llm_port)),
-        f"http://127.0.0.1:{llm_port}/_control/requests",
-    )
-    stack = Stack([llm, *plan(env, ports, with_simulator=True)], env, workdir / "logs")
-    stack.start()
-    try:
-        asyncio.run(stack.wait_ready(timeout=60))
-        yield RunningStack(stack, ports, env)
-    finally:
-        codes = stack.stop()
-        unclean = {n: c for n, c in codes.items() if n not in ("simulator", "llm") and c}
-        assert not unclean, f"services did not stop cleanly: {unclean}; logs in {workdir}"
+    with launched(env, ports, workdir / "logs", fakes=[fake_llm(llm_port)]) as running:
+        yield running
 
 
 @pytest.fixture
