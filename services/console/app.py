@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from datetime import timedelta
 
-import asyncpg
 import structlog
 from fastapi import FastAPI
 
@@ -49,7 +48,8 @@ def create_app(console: Console, directory: Directory, ready: ReadinessCheck) ->
     app.state.console = console
     app.state.directory = directory
     app.add_exception_handler(routes.ConflictError, routes.conflict_response)
-    app.add_exception_handler(asyncpg.DataError, limits.out_of_range_response)  # fuzzing found
+    for refused in limits.REFUSED_INPUT:  # fuzzing found these
+        app.add_exception_handler(refused, limits.out_of_range_response)
     add_ops_routes(app, ready, liveness_grace=console.settings.liveness_grace_seconds)
     # Before routes: its multipart send shares the JSON send's path (it matches multipart only).
     app.include_router(media.router)  # files of messages, uploads, sending files (issue 18)

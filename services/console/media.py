@@ -251,7 +251,7 @@ async def send_file(
             }
         )
     except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
     return await routes.send_text(console, principal, conversation_id, body, idempotency_key)
 
 

@@ -98,7 +98,7 @@ async def attachment(console: Console, state: ConversationState, ref: MediaRef) 
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no file {ref.id}")
     if record.phone_number_id != state.phone_number_id:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail="this file belongs to another business number",
         )
     if record.status is not MediaStatus.AVAILABLE or record.blob_key is None:

@@ -99,6 +99,8 @@ async def in_process_console(
         }
     )
     store = await PostgresStore.open(pg_url)
+    directory = load_directory(config)
+    await _free_agents(store, directory.ids())
     broker = Broker(amqp_url, name="console-test")
     hub = hub_from_settings(config, store)
     feed = EventFeed(amqp_url, hub)
@@ -116,7 +118,7 @@ async def in_process_console(
         async def ready() -> bool:
             return broker.connected and feed.connected and await store.ping()
 
-        app = create_app(console, load_directory(config), ready)
+        app = create_app(console, directory, ready)
         yield InProcessConsole(app, console, feed)
     finally:
         hub.close()
@@ -126,6 +128,14 @@ async def in_process_console(
         await feed.close()
         await broker.close()
         await store.close()
+
+
+async def _free_agents(store: PostgresStore, agents: list[str]) -> None:
+    """Capacity counts what an agent holds anywhere in the database, and the session shares one
+    database: each console starts with its agents holding nothing, whatever earlier tests left."""
+    await store.pool.execute(
+        "UPDATE conversations SET assignee = NULL WHERE assignee = ANY($1::text[])", agents
+    )
 
 
 @contextlib.asynccontextmanager

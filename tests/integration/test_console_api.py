@@ -21,6 +21,7 @@ from baton.handoff import BotRequestedHandoff
 from baton.messages import SendText
 from baton.store.records import Conversation, NewInbound
 from baton.types import Author, Mode
+from services.console.agents import DEFAULT_MAX_CONVERSATIONS
 from tests.conftest import unique
 from tests.e2e.console_support import (
     ALICE_TOKEN,
@@ -340,7 +341,10 @@ async def test_two_agents_taking_over_at_once_exactly_one_wins(
     pg_url: str, console_amqp: str, agents_file: str, console: InProcessConsole
 ) -> None:
     number = new_number()
-    conversations = [await customer_writes(console, number) for _ in range(25)]
+    # As many as alice and bob can hold together: each conversation has a winner (capacity).
+    conversations = [
+        await customer_writes(console, number) for _ in range(2 * DEFAULT_MAX_CONVERSATIONS)
+    ]
     # A second console process of its own (its own pool and broker): two replicas racing.
     async with (
         in_process_console(pg_url, console_amqp, agents_file=agents_file) as other,
