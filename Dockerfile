@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image for every Baton process: `docker run IMAGE <service>` runs `python -m services.<service>`
 # (ingest, router, bot, outbox, history, console); `migrate` migrates the store; `simulator` serves
-# the WhatsApp Cloud API simulator. See deploy/entrypoint.sh.
+# the WhatsApp Cloud API simulator, in images built with BATON_WITH_SIMULATOR=true only (the
+# local stack's). See deploy/entrypoint.sh.
 
 # Bump the patch version deliberately (and pin by digest in your registry if you can).
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
@@ -21,10 +22,13 @@ RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))
 WORKDIR /app
 COPY libs/ libs/
 COPY services/ services/
-COPY tests/__init__.py tests/__init__.py
-COPY tests/fakes/ tests/fakes/
+COPY simulator/ simulator/
 COPY deploy/entrypoint.sh deploy/entrypoint.sh
-RUN python -m compileall -q libs services tests \
+# The WhatsApp simulator is for local stacks only (docker-compose builds with
+# BATON_WITH_SIMULATOR=true): a production image never contains it.
+ARG BATON_WITH_SIMULATOR=false
+RUN if [ "$BATON_WITH_SIMULATOR" != "true" ]; then rm -rf simulator; fi \
+ && python -m compileall -q libs services $(test -d simulator && echo simulator) \
  && chmod 0755 deploy/entrypoint.sh
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -39,7 +39,6 @@ import uvloop
 from baton.broker import COMMANDS, EVENTS, WEBHOOKS, Broker, Delivery, QueueSpec
 from baton.broker.topology import BOT_REQUESTS
 from baton.conversations import Conversations
-from baton.devstack import REPO_ROOT
 from baton.handoff import AgentReleased, AgentTookOver
 from baton.logging import configure_logging
 from baton.messages import AskBot, BotTurnFinished, ReplyFenced, SendText, WebhookChange
@@ -47,8 +46,9 @@ from baton.settings import NumbersConfig
 from baton.store import PostgresStore, open_store
 from baton.types import Author
 from bench._infra import free_port, throwaway_vhost
-from tests.fakes.whatsapp import Simulator, running_simulator
-from tests.fakes.whatsapp.webhooks import customer_text
+from devstack import REPO_ROOT
+from simulator import Simulator, running_simulator
+from simulator.webhooks import customer_text
 
 PG_ADMIN = os.environ.get("BATON_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 NUMBERS = [f"9000000001{i:05d}" for i in range(5)]  # spread over numbers: no send-rate queueing

@@ -29,12 +29,12 @@ import httpx
 import uvloop
 
 from baton.broker import Broker
-from baton.devstack import REPO_ROOT
 from baton.logging import configure_logging
 from baton.store import open_store
 from baton.store.history_records import HistoryRow
 from bench._infra import free_port, throwaway_vhost
 from bench.history_backlog import Backlog, BacklogSpec, signed
+from devstack import REPO_ROOT
 from services.history.backlog import thread_rows
 
 SECRET = "bench-app-secret"

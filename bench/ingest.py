@@ -32,11 +32,11 @@ import httpx
 import uvloop
 
 from baton.broker import QUEUES, Broker
-from baton.devstack import REPO_ROOT
 from baton.whatsapp.signature import sign
 from bench._infra import free_port, throwaway_vhost
 from bench.loadgen import Result, paced, post_request, saturate
-from tests.fakes.whatsapp.webhooks import customer_text, envelope, meta_json
+from devstack import REPO_ROOT
+from simulator.webhooks import customer_text, envelope, meta_json
 
 SECRET = "bench-app-secret"
 

@@ -39,7 +39,6 @@ import asyncpg
 import uvloop
 
 from baton.broker import Broker
-from baton.devstack import REPO_ROOT
 from baton.messages import SendText
 from baton.store import open_store
 from baton.whatsapp.client import GraphClient
@@ -54,7 +53,8 @@ from bench.outbox_harness import (
     numbers_toml,
     request,
 )
-from tests.fakes.whatsapp import DEV_ACCESS_TOKEN, NumberConfig, SentMessage, SimulatorClient
+from devstack import REPO_ROOT
+from simulator import DEV_ACCESS_TOKEN, NumberConfig, SentMessage, SimulatorClient
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 RATE = 18

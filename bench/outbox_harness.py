@@ -19,16 +19,16 @@ from pathlib import Path
 import httpx
 
 from baton.broker import Broker
-from baton.devstack import REPO_ROOT
 from baton.messages import SendText
 from baton.settings import NumbersConfig, NumberSettings, Settings
 from baton.store import PostgresStore
 from baton.types import Author, ConversationId
 from baton.whatsapp.client import GraphClient
+from devstack import REPO_ROOT
 from services.outbox.handlers import Outbox
 from services.outbox.runtime import OutboxRuntime, RuntimeConfig
 from services.outbox.worker import WorkerConfig
-from tests.fakes.whatsapp import DEV_ACCESS_TOKEN, SentMessage
+from simulator import DEV_ACCESS_TOKEN, SentMessage
 
 
 def max_in_window(times: Iterable[float], window: float = 1.0) -> int:

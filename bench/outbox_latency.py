@@ -5,7 +5,7 @@
 
 The WhatsApp simulator runs in its own process (`bench.outbox_sim`) with a random round trip per
 request: an uplink, then Meta counts the request against the number's cap (20/s Coexistence,
-80/s otherwise; 130429 above it), then a downlink (tests/fakes/whatsapp/latency.py). For every
+80/s otherwise; 130429 above it), then a downlink (simulator/latency.py). For every
 window margin (`BATON_OUTBOX_WINDOW_MARGIN_SECONDS`; `inf` = the answer-anchored window, the
 outbox before issue 16) a fresh outbox process sends, for 1, 10 and 50 numbers, `seconds` worth
 of sends per number queued at once (18/s Coexistence, 72/s otherwise). Per number: sustained
@@ -39,7 +39,6 @@ import httpx
 import uvloop
 
 from baton.broker import Broker
-from baton.devstack import REPO_ROOT
 from baton.messages import SendText
 from baton.settings import NumbersConfig, NumberSettings
 from baton.store import open_store
@@ -55,8 +54,9 @@ from bench.outbox_harness import (
     numbers_toml,
     request,
 )
+from devstack import REPO_ROOT
 from services.outbox.limiter import WindowShape, tolerated_jitter
-from tests.fakes.whatsapp import DEV_ACCESS_TOKEN, NumberConfig, SimulatorClient
+from simulator import DEV_ACCESS_TOKEN, NumberConfig, SimulatorClient
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -8,7 +8,7 @@ answers show a ~40 ms tail from about 30 requests/s on; the outbox's window is a
 answers, so that tail would be measured as the outbox's. On uvloop the tail is gone. LATENCY
 holds every Graph API answer that long (`SimConfig.latency`), as Meta's round trip would; the
 `--rtt-*` options draw a random uplink (before Meta counts the request) and downlink per request
-instead (`SimConfig.round_trip`, tests/fakes/whatsapp/latency.py).
+instead (`SimConfig.round_trip`, simulator/latency.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import argparse
 
 import uvloop
 
-from tests.fakes.whatsapp import RoundTrip, SimConfig, serve_forever
+from simulator import RoundTrip, SimConfig, serve_forever
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

@@ -2,7 +2,7 @@
 # The image's entrypoint. `docker run IMAGE <command> [args...]`:
 #   ingest | router | bot | outbox | history | console ...   python -m services.<command>
 #   migrate                  create the database if needed and apply the store's migrations, once
-#   simulator [args...]      the WhatsApp Cloud API simulator (tests/fakes/whatsapp), for local stacks
+#   simulator [args...]      the WhatsApp Cloud API simulator, in local-stack images only
 #   probe PORT [PATH]        exit 0 iff http://127.0.0.1:PORT/PATH (default /readyz) answers 2xx
 #   anything else            run as a plain command (python, sh, ...)
 # Every branch execs, so the Python process is PID 1 and receives SIGTERM itself.
@@ -45,6 +45,10 @@ asyncio.run(migrate(settings.store_url))
 ' "$@"
     ;;
   simulator)
+    if [ ! -d "$app_dir/simulator" ]; then
+      echo "this image has no simulator: build it with --build-arg BATON_WITH_SIMULATOR=true" >&2
+      exit 64
+    fi
     # Sign status webhooks and accept Graph calls with the same secrets Baton uses; arguments
     # given after `simulator` come last, so they win.
     if [ -n "${BATON_APP_SECRET:-}" ]; then
@@ -53,7 +57,7 @@ asyncio.run(migrate(settings.store_url))
     if [ -n "${BATON_ACCESS_TOKEN:-}" ]; then
       set -- --token "$BATON_ACCESS_TOKEN" "$@"
     fi
-    exec python -m tests.fakes.whatsapp serve \
+    exec python -m simulator serve \
       --host "${SIMULATOR_HOST:-0.0.0.0}" \
       --port "${SIMULATOR_PORT:-8090}" \
       --webhook-url "${SIMULATOR_WEBHOOK_URL:-http://ingest:8080/webhook}" \

@@ -19,7 +19,7 @@ import pytest
 
 from baton.broker import Broker
 from baton.store import PostgresStore, open_store
-from tests.fakes.whatsapp import Simulator, running_simulator
+from simulator import Simulator, running_simulator
 
 PG_ADMIN_URL = os.environ.get("BATON_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_BASE = os.environ.get("BATON_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")

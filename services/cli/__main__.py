@@ -89,7 +89,7 @@ def _numbers(argv: list[str]) -> int:
 
 def _say(argv: list[str]) -> int:
     try:
-        from tests.fakes.whatsapp.__main__ import main as simulator
+        from simulator.__main__ import main as simulator
     except ImportError:
         sys.stderr.write("`baton say` needs the WhatsApp simulator (a development install)\n")
         return 2

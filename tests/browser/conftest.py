@@ -22,9 +22,11 @@ from playwright.async_api import (
     expect,
 )
 
-from baton.devstack import REPO_ROOT
 from baton.store import open_store
+from devstack import REPO_ROOT
 from services.console import accounts
+from simulator import DEV_APP_SECRET, SimulatorClient
+from simulator.webhooks import customer_text, envelope, meta_json, post_webhook
 from tests.conftest import unique
 from tests.e2e.conftest import (
     fake_llm,
@@ -34,8 +36,6 @@ from tests.e2e.conftest import (
     numbers_file,
     stack_env,
 )
-from tests.fakes.whatsapp import DEV_APP_SECRET, SimulatorClient
-from tests.fakes.whatsapp.webhooks import customer_text, envelope, meta_json, post_webhook
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
+from simulator import SimulatorClient
 from tests.browser.conftest import (
     OBSERVER_TOKEN,
     DeskStack,
@@ -24,7 +25,6 @@ from tests.browser.conftest import (
     sign_in,
 )
 from tests.fakes.llm import ECHO_PREFIX
-from tests.fakes.whatsapp import SimulatorClient
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.browser

@@ -21,8 +21,8 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
-from baton.devstack import Ports, Stack, plan
 from baton.store import open_store
+from devstack import Ports, Stack, plan
 from tests.chaos.report import CaseResult, table, write_doc
 from tests.e2e.conftest import free_port, stack_env
 from tests.faultinfra import PrivateBroker, PrivatePostgres, private_broker, private_postgres

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from baton.devstack import REPO_ROOT
+from devstack import REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "chaos.md"
 COMMAND = ".venv/bin/pytest tests/chaos -m chaos -q"

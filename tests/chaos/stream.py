@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from tests.fakes.whatsapp import DEV_APP_SECRET
-from tests.fakes.whatsapp.webhooks import (
+from simulator import DEV_APP_SECRET
+from simulator.webhooks import (
     customer_text,
     envelope,
     meta_json,

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from services.bot.texts import PT_BR
+from simulator import Fault, FaultKind, Outcome, SentMessage, SimulatorClient
 from tests.chaos.conftest import (
     BOT_PREFIX,
     DEV_AGENT_TOKEN,
@@ -29,7 +30,6 @@ from tests.chaos.conftest import (
 from tests.chaos.report import CaseResult
 from tests.chaos.stream import Message, Stream, customer_ids, message
 from tests.chaos.verdict import Replies, Tally, recovery_seconds, tally
-from tests.fakes.whatsapp import Fault, FaultKind, Outcome, SentMessage, SimulatorClient
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.chaos, pytest.mark.asyncio(loop_scope="module")]

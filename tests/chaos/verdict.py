@@ -6,8 +6,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from simulator import SentMessage
 from tests.chaos.stream import Message
-from tests.fakes.whatsapp import SentMessage
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 
 from baton.store import open_store
+from simulator.__main__ import _parser as simulator_parser
 from tests.deploy._repo import (
+    COMPOSE,
     CONSTRAINTS,
     DOCKERFILE,
     DOCKERIGNORE,
@@ -24,7 +27,6 @@ from tests.deploy._repo import (
     ROOT,
     services,
 )
-from tests.fakes.whatsapp.__main__ import _parser as simulator_parser
 
 
 @dataclass
@@ -282,7 +284,7 @@ def test_entrypoint_simulator_passes_baton_secrets_and_listens_on_all_interfaces
     env = {"BATON_ACCESS_TOKEN": "tok", "BATON_APP_SECRET": "sec"}
     code, argv = _run_entrypoint(tmp_path, "simulator", "--number", "1", env=env)
     assert code == 0
-    assert argv[:3] == ["-m", "tests.fakes.whatsapp", "serve"]
+    assert argv[:3] == ["-m", "simulator", "serve"]
     options = argv[3:]
     pairs = dict(zip(options[::2], options[1::2], strict=True))
     assert pairs == {
@@ -314,3 +316,51 @@ def test_entrypoint_runs_any_other_command(tmp_path: Path) -> None:
     assert (code, argv) == (0, ["-V"])
     code, _ = _run_entrypoint(tmp_path, "false")
     assert code == 1
+
+
+def _build_step_keeping_the_simulator(stages: list[Stage]) -> tuple[str, str]:
+    """The build stage's RUN that decides whether the simulator stays, and its ARG default."""
+    for stage in stages:
+        defaults = dict(a.partition("=")[::2] for a in stage.args("ARG"))
+        for run in stage.args("RUN"):
+            if "BATON_WITH_SIMULATOR" in run:
+                return run, defaults["BATON_WITH_SIMULATOR"]
+    raise AssertionError("no build step decides about the simulator")
+
+
+@pytest.mark.parametrize("with_simulator", [None, "true"])
+def test_the_simulator_reaches_only_images_built_for_local_stacks(
+    dockerfile: tuple[dict[str, str], list[Stage]], tmp_path: Path, with_simulator: str | None
+) -> None:
+    _, stages = dockerfile
+    run, default = _build_step_keeping_the_simulator(stages)
+    app = tmp_path / "app"
+    for package in ("libs/baton", "services", "simulator"):
+        (app / package).mkdir(parents=True)
+        (app / package / "__init__.py").write_text("")
+    (app / "deploy").mkdir()
+    (app / "deploy" / "entrypoint.sh").write_text("#!/bin/sh\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    value = with_simulator if with_simulator is not None else default
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "BATON_WITH_SIMULATOR": value}
+    subprocess.run(["sh", "-c", run], cwd=app, env=env, check=True)
+    assert (app / "simulator").exists() is (with_simulator == "true")
+    assert (app / "services" / "__pycache__").is_dir()
+
+
+def test_the_local_stack_builds_its_image_with_the_simulator() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    assert compose["x-baton"]["build"]["args"] == {"BATON_WITH_SIMULATOR": "true"}
+
+
+def test_entrypoint_simulator_in_a_production_image_says_how_to_get_one(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    (app / "deploy").mkdir(parents=True)
+    script = app / "deploy" / "entrypoint.sh"
+    script.write_text(ENTRYPOINT.read_text())
+    script.chmod(0o755)
+    done = subprocess.run([str(script), "simulator"], capture_output=True, text=True, check=False)
+    assert done.returncode == 64
+    assert "BATON_WITH_SIMULATOR=true" in done.stderr

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from baton.devstack import GRAPH_API_VERSION, Ports, ServiceSpec, Stack, plan
-from tests.fakes.whatsapp import DEV_APP_SECRET
+from devstack import GRAPH_API_VERSION, Ports, ServiceSpec, Stack, plan
+from simulator import DEV_APP_SECRET
 
 
 def free_port() -> int:

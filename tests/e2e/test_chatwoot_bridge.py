@@ -20,9 +20,17 @@ import orjson
 import pytest
 
 from baton.conversations import policy_for
-from baton.devstack import ServiceSpec, plan
 from baton.handoff import NoticeKind, notice_text
 from baton.settings import NumberSettings
+from devstack import ServiceSpec, plan
+from simulator import DEV_APP_SECRET, SimulatorClient
+from simulator.webhooks import (
+    customer_text,
+    echo_change,
+    envelope,
+    meta_json,
+    post_webhook,
+)
 from tests.conftest import unique
 from tests.e2e.conftest import (
     RunningStack,
@@ -36,14 +44,6 @@ from tests.e2e.conftest import (
 from tests.e2e.console_support import AGENT_TOKENS, ALICE_TOKEN, FakeLLMControl, sse
 from tests.fakes.chatwoot import ChatwootControl
 from tests.fakes.llm import ECHO_PREFIX
-from tests.fakes.whatsapp import DEV_APP_SECRET, SimulatorClient
-from tests.fakes.whatsapp.webhooks import (
-    customer_text,
-    echo_change,
-    envelope,
-    meta_json,
-    post_webhook,
-)
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e

@@ -15,6 +15,8 @@ import pytest
 from baton.conversations import policy_for
 from baton.handoff import NoticeKind, notice_text
 from baton.settings import NumberSettings
+from simulator import DEV_APP_SECRET, SentMessage, SimulatorClient
+from simulator.webhooks import customer_text, envelope, meta_json, post_webhook
 from tests.conftest import unique
 from tests.e2e.conftest import (
     RunningStack,
@@ -33,8 +35,6 @@ from tests.e2e.console_support import (
     sse,
 )
 from tests.fakes.llm import ECHO_PREFIX
-from tests.fakes.whatsapp import DEV_APP_SECRET, SentMessage, SimulatorClient
-from tests.fakes.whatsapp.webhooks import customer_text, envelope, meta_json, post_webhook
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e

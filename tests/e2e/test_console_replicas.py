@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from baton.broker import Broker
-from baton.devstack import Ports, ServiceSpec, Stack
 from baton.messages import ModeChanged
 from baton.types import Mode
+from devstack import Ports, ServiceSpec, Stack
 from tests.conftest import unique
 from tests.e2e.conftest import free_port, stack_env
 from tests.e2e.console_support import AGENT_TOKENS, ALICE_TOKEN, BOB_TOKEN, SseEvent, sse

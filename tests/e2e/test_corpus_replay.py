@@ -18,10 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from baton.broker.topology import HISTORY_WEBHOOKS, ROUTER_WEBHOOKS, dead_letter_queue
 from services.bot.texts import PT_BR
+from simulator import DEV_APP_SECRET, SimulatorClient
+from simulator.webhooks import meta_json, post_webhook
 from tests.corpus import Payload, load
 from tests.e2e.conftest import RunningStack
-from tests.fakes.whatsapp import DEV_APP_SECRET, SimulatorClient
-from tests.fakes.whatsapp.webhooks import meta_json, post_webhook
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from baton.devstack import Ports
+from devstack import Ports
+from simulator import DEV_APP_SECRET, SimulatorClient
+from simulator.webhooks import customer_text, envelope, meta_json, post_webhook
 from tests.deploy import _metrics
 from tests.deploy.test_observability import (
     _TEMPLATE_QUERY,
@@ -22,8 +24,6 @@ from tests.deploy.test_observability import (
     _rules,
 )
 from tests.e2e.conftest import RunningStack
-from tests.fakes.whatsapp import DEV_APP_SECRET, SimulatorClient
-from tests.fakes.whatsapp.webhooks import customer_text, envelope, meta_json, post_webhook
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e

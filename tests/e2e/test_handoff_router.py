@@ -17,6 +17,14 @@ from baton.broker import EVENTS, Broker, Delivery, QueueSpec
 from baton.messages import ReplyFenced
 from baton.store import PostgresStore
 from baton.types import Mode
+from simulator import DEV_APP_SECRET, SimulatorClient
+from simulator.webhooks import (
+    customer_text,
+    echo_change,
+    envelope,
+    meta_json,
+    post_webhook,
+)
 from tests.conftest import unique
 from tests.e2e.conftest import (
     RunningStack,
@@ -27,14 +35,6 @@ from tests.e2e.conftest import (
     stack_env,
 )
 from tests.fakes.llm import ECHO_PREFIX
-from tests.fakes.whatsapp import DEV_APP_SECRET, SimulatorClient
-from tests.fakes.whatsapp.webhooks import (
-    customer_text,
-    echo_change,
-    envelope,
-    meta_json,
-    post_webhook,
-)
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e

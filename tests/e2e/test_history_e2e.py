@@ -27,14 +27,13 @@ import orjson
 import pytest
 
 from baton.broker import COMMANDS
-from baton.devstack import REPO_ROOT, Ports, Stack, plan
 from baton.messages import AskBot
 from baton.store import PostgresStore
 from baton.store.history_records import ImportState
 from bench.history_backlog import Backlog, BacklogSpec, signed
+from devstack import REPO_ROOT, Ports, Stack, plan
 from services.console.agents import DEV_AGENT_TOKEN
-from tests.e2e.conftest import RunningStack, free_port, stack_env
-from tests.fakes.whatsapp import (
+from simulator import (
     DEV_APP_SECRET,
     Endpoint,
     Fault,
@@ -42,7 +41,7 @@ from tests.fakes.whatsapp import (
     Outcome,
     SimulatorClient,
 )
-from tests.fakes.whatsapp.webhooks import (
+from simulator.webhooks import (
     customer_text,
     envelope,
     history_chunk,
@@ -52,6 +51,7 @@ from tests.fakes.whatsapp.webhooks import (
     post_webhook,
     state_sync_contact,
 )
+from tests.e2e.conftest import RunningStack, free_port, stack_env
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e

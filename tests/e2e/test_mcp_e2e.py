@@ -18,9 +18,11 @@ import httpx
 import pytest
 from mcp import Client
 
-from baton.devstack import Ports, Stack, plan
 from baton.store import PostgresStore
 from baton.store.audit_records import Via
+from devstack import Ports, Stack, plan
+from simulator import DEV_APP_SECRET, SimulatorClient
+from simulator.webhooks import customer_text, envelope, meta_json, post_webhook
 from tests.conftest import unique
 from tests.e2e.conftest import RunningStack, free_port, stack_env
 from tests.e2e.console_support import (
@@ -34,8 +36,6 @@ from tests.e2e.console_support import (
     bearer,
 )
 from tests.e2e.mcp_support import TOOLS, call, http_client, refusal, stdio_client
-from tests.fakes.whatsapp import DEV_APP_SECRET, SimulatorClient
-from tests.fakes.whatsapp.webhooks import customer_text, envelope, meta_json, post_webhook
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e

@@ -12,6 +12,16 @@ from typing import Any
 import httpx
 import pytest
 
+from simulator import DEV_APP_SECRET, Fault, FaultKind, Outcome, SimulatorClient
+from simulator.webhooks import (
+    MediaKind,
+    customer_text,
+    envelope,
+    media_message,
+    messages_change,
+    meta_json,
+    post_webhook,
+)
 from tests.conftest import unique
 from tests.e2e.conftest import (
     RunningStack,
@@ -30,16 +40,6 @@ from tests.e2e.console_support import (
     bearer,
 )
 from tests.fakes.llm import ECHO_PREFIX
-from tests.fakes.whatsapp import DEV_APP_SECRET, Fault, FaultKind, Outcome, SimulatorClient
-from tests.fakes.whatsapp.webhooks import (
-    MediaKind,
-    customer_text,
-    envelope,
-    media_message,
-    messages_change,
-    meta_json,
-    post_webhook,
-)
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e

@@ -35,9 +35,9 @@ from bench.outbox_harness import (
     numbers_toml,
     request,
 )
+from simulator import Outcome, SentMessage, Simulator
 from tests.conftest import PG_ADMIN_URL, unique
 from tests.e2e.conftest import free_port
-from tests.fakes.whatsapp import Outcome, SentMessage, Simulator
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e

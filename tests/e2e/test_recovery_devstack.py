@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from baton.devstack import REPO_ROOT
+from devstack import REPO_ROOT
+from simulator import DEV_APP_SECRET
 from tests.e2e.conftest import free_port
-from tests.fakes.whatsapp import DEV_APP_SECRET
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -66,7 +66,7 @@ async def test_a_killed_service_is_restarted_and_ctrl_c_stops_everything(
         launcher = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "baton.devstack",
+            "devstack",
             cwd=REPO_ROOT,
             env=env,
             stdout=stdout,

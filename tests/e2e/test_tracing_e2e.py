@@ -22,12 +22,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from baton.devstack import Ports, ServiceSpec, Stack, plan
+from devstack import Ports, ServiceSpec, Stack, plan
+from simulator import DEV_APP_SECRET, SentMessage, SimulatorClient
+from simulator.webhooks import customer_text, envelope, meta_json, post_webhook
 from tests.conftest import unique
 from tests.e2e.conftest import RunningStack, free_port, stack_env
 from tests.e2e.console_support import AGENT_TOKENS, ALICE_TOKEN, bearer
-from tests.fakes.whatsapp import DEV_APP_SECRET, SentMessage, SimulatorClient
-from tests.fakes.whatsapp.webhooks import customer_text, envelope, meta_json, post_webhook
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e

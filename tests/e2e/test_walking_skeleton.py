@@ -10,12 +10,12 @@ import asyncpg
 import httpx
 import pytest
 
-from baton.devstack import REPO_ROOT, Ports
+from devstack import REPO_ROOT, Ports
 from services.bot.texts import PT_BR
+from simulator import DEV_APP_SECRET, SentMessage, SimulatorClient
+from simulator.webhooks import customer_text, envelope, meta_json, post_webhook
 from tests.conftest import unique
 from tests.e2e.conftest import RunningStack, free_port, stack_env
-from tests.fakes.whatsapp import DEV_APP_SECRET, SentMessage, SimulatorClient
-from tests.fakes.whatsapp.webhooks import customer_text, envelope, meta_json, post_webhook
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e

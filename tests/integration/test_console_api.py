@@ -22,6 +22,7 @@ from baton.messages import SendText
 from baton.store.records import Conversation, NewInbound
 from baton.types import Author, Mode
 from services.console.agents import DEFAULT_MAX_CONVERSATIONS
+from simulator.webhooks import new_wamid
 from tests.conftest import unique
 from tests.e2e.console_support import (
     ALICE_TOKEN,
@@ -34,7 +35,6 @@ from tests.e2e.console_support import (
     in_process_console,
     private_vhost,
 )
-from tests.fakes.whatsapp.webhooks import new_wamid
 
 pytestmark = pytest.mark.integration
 

@@ -18,6 +18,7 @@ from baton.settings import Settings
 from baton.store.records import NewInbound
 from baton.types import Author, Mode
 from services.console.app import main
+from simulator.webhooks import new_wamid
 from tests.conftest import unique
 from tests.e2e.conftest import free_port
 from tests.e2e.console_support import (
@@ -35,7 +36,6 @@ from tests.e2e.console_support import (
     private_vhost,
     sse,
 )
-from tests.fakes.whatsapp.webhooks import new_wamid
 
 pytestmark = pytest.mark.integration
 

@@ -30,6 +30,7 @@ from schemathesis.core.result import Ok
 
 from baton.broker import COMMANDS, EVENTS
 from baton.store.records import NewInbound
+from simulator.webhooks import new_wamid
 from tests.e2e.console_support import (
     ALICE_TOKEN,
     BOB_TOKEN,
@@ -41,7 +42,6 @@ from tests.e2e.console_support import (
     listening,
     private_vhost,
 )
-from tests.fakes.whatsapp.webhooks import new_wamid
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import pytest
 
 from baton.broker import Broker
 from baton.broker.topology import BOT_REQUESTS, COMMANDS
-from baton.devstack import REPO_ROOT
 from baton.messages import AskBot, BurstMessage, SendText, utcnow
+from devstack import REPO_ROOT
 from tests.e2e.conftest import free_port
 from tests.fakes.llm import serve_fake_llm
 

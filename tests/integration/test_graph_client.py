@@ -14,7 +14,7 @@ from baton.whatsapp import (
     GraphClient,
     GraphTransportError,
 )
-from tests.fakes.whatsapp import (
+from simulator import (
     FaultKind,
     Outcome,
     PairRate,

@@ -8,7 +8,7 @@ import pytest
 
 from baton.whatsapp import GraphApiError, GraphClient
 from baton.whatsapp._media_client import MediaTooLarge
-from tests.fakes.whatsapp import FaultKind, Outcome, Simulator
+from simulator import FaultKind, Outcome, Simulator
 
 pytestmark = pytest.mark.integration
 

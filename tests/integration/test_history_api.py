@@ -12,6 +12,7 @@ import pytest
 
 from baton.store.history_records import SyncOutcome, SyncStatus
 from services.history.handlers import History
+from simulator.webhooks import history_chunk
 from tests.conftest import unique
 from tests.e2e.console_support import (
     ALICE_TOKEN,
@@ -23,7 +24,6 @@ from tests.e2e.console_support import (
     in_process_console,
     private_vhost,
 )
-from tests.fakes.whatsapp.webhooks import history_chunk
 from tests.integration.test_history_handlers import deliveries_of, history_thread
 from tests.waiting import eventually
 

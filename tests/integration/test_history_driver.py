@@ -20,8 +20,8 @@ from baton.store.history_records import DeadlineState, SyncStatus, SyncType
 from baton.whatsapp import GraphClient
 from services.history.driver import DriverSettings, SyncDriver
 from services.history.sync import RetryPolicy
+from simulator import Endpoint, FaultKind, Outcome, Simulator
 from tests.conftest import unique
-from tests.fakes.whatsapp import Endpoint, FaultKind, Outcome, Simulator
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,7 @@ from baton.store.history_records import ImportState, SyncStatus, SyncType
 from baton.types import JSON
 from services.history.handlers import History
 from services.ingest.changes import split
-from tests.conftest import unique
-from tests.fakes.whatsapp.webhooks import (
+from simulator.webhooks import (
     envelope,
     history_chunk,
     history_declined,
@@ -24,6 +23,7 @@ from tests.fakes.whatsapp.webhooks import (
     partner_removed,
     state_sync_contact,
 )
+from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
 

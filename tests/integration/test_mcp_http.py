@@ -26,6 +26,7 @@ from baton.store.audit_records import Via
 from baton.store.records import Conversation, NewInbound
 from baton.types import Mode
 from services.console.mcp_server import http as mcp_http
+from simulator.webhooks import new_wamid
 from tests.conftest import unique
 from tests.e2e.console_support import (
     ALICE_TOKEN,
@@ -42,7 +43,6 @@ from tests.e2e.console_support import (
     sse,
 )
 from tests.e2e.mcp_support import TOOLS, call, http_client, refusal
-from tests.fakes.whatsapp.webhooks import new_wamid
 
 pytestmark = pytest.mark.integration
 

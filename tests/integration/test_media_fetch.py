@@ -19,9 +19,9 @@ from baton.store.media_records import MediaRecord, MediaStatus
 from baton.whatsapp import GraphClient
 from services.bot.media_ai import Transcriber
 from services.bot.media_fetch import MediaFetcher, sha256_matches
+from simulator import FaultKind, Outcome, Simulator
+from simulator.webhooks import new_wamid
 from tests.fakes.llm import FakeLLM, serve_fake_llm
-from tests.fakes.whatsapp import FaultKind, Outcome, Simulator
-from tests.fakes.whatsapp.webhooks import new_wamid
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ from baton.store.media_records import NewMedia
 from baton.types import Direction
 from services.bot.media_ai import Describer
 from services.bot.media_reading import MediaReader
+from simulator.webhooks import new_wamid
 from tests.fakes.llm import VISION_PREFIX, FakeLLM, serve_fake_llm
-from tests.fakes.whatsapp.webhooks import new_wamid
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,8 @@ from baton.types import Author, ConversationId
 from baton.whatsapp.client import GraphClient
 from bench.outbox_harness import customer_id, number_id
 from services.outbox.handlers import Outbox, Ready, Sent, Skipped
+from simulator import DEV_ACCESS_TOKEN, Simulator
 from tests.conftest import unique
-from tests.fakes.whatsapp import DEV_ACCESS_TOKEN, Simulator
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ from bench.outbox_harness import (
     running_outbox,
 )
 from services.outbox.worker import WorkerConfig
-from tests.fakes.whatsapp import (
+from simulator import (
     DEV_ACCESS_TOKEN,
     ConfigUpdate,
     FaultKind,

@@ -24,7 +24,7 @@ from bench.outbox_harness import (
     request,
     running_outbox,
 )
-from tests.fakes.whatsapp import Simulator
+from simulator import Simulator
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -36,7 +36,7 @@ from bench.outbox_harness import (
 from services.outbox import metrics
 from services.outbox.retry import RetryPolicy
 from services.outbox.worker import WorkerConfig
-from tests.fakes.whatsapp import (
+from simulator import (
     FaultKind,
     Outcome,
     PairRate,

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from baton.devstack import REPO_ROOT
+from devstack import REPO_ROOT
 from tests.faultinfra import PrivateBroker, broker_for_module, free_port
 from tests.waiting import eventually
 

@@ -19,9 +19,9 @@ from baton.store import PostgresStore
 from baton.store.waba_records import NumberChange, NumberChangeOutcome
 from services.history.handlers import History
 from services.router.app import RouterApp, bootstrap
+from simulator.webhooks import customer_text, messages_change
 from tests.conftest import unique
 from tests.corpus import load
-from tests.fakes.whatsapp.webhooks import customer_text, messages_change
 
 pytestmark = pytest.mark.integration
 

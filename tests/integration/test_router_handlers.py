@@ -23,14 +23,14 @@ from baton.types import Author, Mode
 from bench.outbox_harness import customer_id, number_id
 from services.router import metrics
 from services.router.app import RouterApp, bootstrap
-from tests.conftest import unique
-from tests.fakes.whatsapp.webhooks import (
+from simulator.webhooks import (
     customer_text,
     echo_change,
     messages_change,
     reaction_message,
     status_change,
 )
+from tests.conftest import unique
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -24,16 +24,16 @@ import pytest
 from baton.broker import EVENTS, WEBHOOKS, Broker, Delivery, QueueSpec
 from baton.broker.topology import BOT_REQUESTS
 from baton.conversations import Conversations
-from baton.devstack import ServiceSpec, Stack
 from baton.handoff import AgentReleased, AgentTookOver, ConversationState
 from baton.messages import AskBot, BotTurnFinished, ReplyFenced, SendText, WebhookChange
 from baton.settings import NumbersConfig
 from baton.store import PostgresStore
 from baton.types import Author, Mode
+from devstack import ServiceSpec, Stack
+from simulator import Simulator, running_simulator
+from simulator.webhooks import customer_text, echo_change
 from tests.conftest import unique
 from tests.e2e.conftest import free_port
-from tests.fakes.whatsapp import Simulator, running_simulator
-from tests.fakes.whatsapp.webhooks import customer_text, echo_change
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration

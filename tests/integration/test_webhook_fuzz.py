@@ -22,10 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from baton.whatsapp.signature import HEADER, sign
-from tests.e2e import conftest as e2e
-from tests.e2e.conftest import RunningStack
-from tests.fakes.whatsapp import DEV_APP_SECRET
-from tests.fakes.whatsapp.webhooks import (
+from simulator import DEV_APP_SECRET
+from simulator.webhooks import (
     customer_text,
     echo_change,
     envelope,
@@ -33,6 +31,8 @@ from tests.fakes.whatsapp.webhooks import (
     state_sync_contact,
     status_change,
 )
+from tests.e2e import conftest as e2e
+from tests.e2e.conftest import RunningStack
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

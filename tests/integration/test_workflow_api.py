@@ -14,6 +14,7 @@ import pytest
 from baton.handoff import BotRequestedHandoff
 from baton.store.records import NewInbound
 from baton.types import Mode
+from simulator.webhooks import new_wamid
 from tests.conftest import unique
 from tests.e2e.console_support import (
     ALICE_TOKEN,
@@ -22,7 +23,6 @@ from tests.e2e.console_support import (
     in_process_console,
     private_vhost,
 )
-from tests.fakes.whatsapp.webhooks import new_wamid
 
 pytestmark = pytest.mark.integration
 

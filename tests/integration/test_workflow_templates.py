@@ -9,7 +9,7 @@ import pytest
 
 from baton.whatsapp import GraphClient
 from baton.whatsapp.errors import failure_reason
-from tests.fakes.whatsapp import SimConfig, Simulator, running_simulator
+from simulator import SimConfig, Simulator, running_simulator
 
 pytestmark = pytest.mark.integration
 

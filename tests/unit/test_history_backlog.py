@@ -22,7 +22,7 @@ from services.history.backlog import (
     thread_rows,
     to_row,
 )
-from tests.fakes.whatsapp.webhooks import history_message, media_message
+from simulator.webhooks import history_message, media_message
 
 BUSINESS = "15550001111"
 CUSTOMER = "5511999990000"

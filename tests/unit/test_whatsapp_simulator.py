@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI, Request, Response
 
 from baton.whatsapp import GraphApiError, GraphClient, parse_change, parse_envelope, verify
-from tests.fakes.whatsapp import (
+from simulator import (
     DEV_ACCESS_TOKEN,
     ConfigUpdate,
     Fault,
@@ -26,8 +26,8 @@ from tests.fakes.whatsapp import (
     running_simulator,
     serving,
 )
-from tests.fakes.whatsapp.faults import Endpoint
-from tests.fakes.whatsapp.state import Reply, SimState
+from simulator.faults import Endpoint
+from simulator.state import Reply, SimState
 
 PNID = "900000000000001"
 CUSTOMER = "5511999990000"
@@ -284,7 +284,7 @@ async def test_cli_say_posts_a_signed_message_and_prints_the_reply() -> None:
 
         async with serving(app) as root_url:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tests.fakes.whatsapp", "say",
+                sys.executable, "-m", "simulator", "say",
                 "--webhook-url", f"{root_url}/webhook", "--app-secret", SECRET,
                 "--phone-number-id", PNID, "--from", CUSTOMER, "--text", "Olá, café?",
                 "--sim-url", sim.root_url, "--wait", "20", "--settle", "0.2",
@@ -298,7 +298,7 @@ async def test_cli_say_posts_a_signed_message_and_prints_the_reply() -> None:
 
 async def test_cli_serve_announces_its_port_and_answers() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.fakes.whatsapp", "serve", "--port", "0",
+        sys.executable, "-m", "simulator", "serve", "--port", "0",
         "--coexistence", PNID,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

@@ -7,8 +7,8 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from tests.fakes.whatsapp import ConfigUpdate, RoundTrip, SimConfig
-from tests.fakes.whatsapp.latency import leg_shape
+from simulator import ConfigUpdate, RoundTrip, SimConfig
+from simulator.latency import leg_shape
 
 
 def _quantile(values: list[float], q: float) -> float:

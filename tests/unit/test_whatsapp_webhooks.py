@@ -17,7 +17,7 @@ from baton.whatsapp import (
     sign,
     verify,
 )
-from tests.fakes.whatsapp import webhooks as wh
+from simulator import webhooks as wh
 
 PNID = "900000000000001"
 CUSTOMER = "5511999990000"

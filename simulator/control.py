@@ -8,10 +8,10 @@ from typing import Any, Self
 import httpx
 from pydantic import TypeAdapter
 
-from tests.fakes.whatsapp.app import MediaAdded
-from tests.fakes.whatsapp.config import ConfigUpdate, NumberConfig
-from tests.fakes.whatsapp.faults import Fault
-from tests.fakes.whatsapp.records import (
+from simulator.app import MediaAdded
+from simulator.config import ConfigUpdate, NumberConfig
+from simulator.faults import Fault
+from simulator.records import (
     MediaFetch,
     MediaUpload,
     Outcome,

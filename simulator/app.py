@@ -10,10 +10,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile as FormFile
 
-from tests.fakes.whatsapp.config import ConfigUpdate, NumberConfig, SimConfig
-from tests.fakes.whatsapp.faults import Fault
-from tests.fakes.whatsapp.media import StoredMedia
-from tests.fakes.whatsapp.records import (
+from simulator.config import ConfigUpdate, NumberConfig, SimConfig
+from simulator.faults import Fault
+from simulator.media import StoredMedia
+from simulator.records import (
     MediaFetch,
     MediaUpload,
     Outcome,
@@ -23,8 +23,8 @@ from tests.fakes.whatsapp.records import (
     SyncRequest,
     WebhookDelivery,
 )
-from tests.fakes.whatsapp.runtime import SimRuntime
-from tests.fakes.whatsapp.state import Reply
+from simulator.runtime import SimRuntime
+from simulator.state import Reply
 
 
 def create_app(runtime: SimRuntime) -> FastAPI:

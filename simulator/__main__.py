@@ -1,7 +1,7 @@
 """Command line: `serve` the simulator, or `say` something as a customer and print the reply.
 
-python -m tests.fakes.whatsapp serve --port 8090 --webhook-url http://127.0.0.1:8080/webhook
-python -m tests.fakes.whatsapp say --from 5511999990000 --text "Olá"
+python -m simulator serve --port 8090 --webhook-url http://127.0.0.1:8080/webhook
+python -m simulator say --from 5511999990000 --text "Olá"
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from tests.fakes.whatsapp.config import (
+from simulator.config import (
     DEFAULT_VERSION,
     DEV_ACCESS_TOKEN,
     DEV_APP_SECRET,
@@ -22,11 +22,11 @@ from tests.fakes.whatsapp.config import (
     PairRate,
     SimConfig,
 )
-from tests.fakes.whatsapp.control import SimulatorClient
-from tests.fakes.whatsapp.latency import RoundTrip
-from tests.fakes.whatsapp.records import Outcome, SentMessage
-from tests.fakes.whatsapp.server import serve_forever
-from tests.fakes.whatsapp.webhooks import (
+from simulator.control import SimulatorClient
+from simulator.latency import RoundTrip
+from simulator.records import Outcome, SentMessage
+from simulator.server import serve_forever
+from simulator.webhooks import (
     DEFAULT_CUSTOMER_NAME,
     DEFAULT_DISPLAY_NUMBER,
     DEFAULT_PHONE_NUMBER_ID,
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.fakes.whatsapp", description="WhatsApp Cloud API simulator"
+        prog="python -m simulator", description="WhatsApp Cloud API simulator"
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 import httpx
 
-from tests.fakes.whatsapp.config import ConfigUpdate, SimConfig
-from tests.fakes.whatsapp.latency import leg_shape
-from tests.fakes.whatsapp.records import SentMessage, WebhookDelivery
-from tests.fakes.whatsapp.state import SimState
-from tests.fakes.whatsapp.webhooks import (
+from simulator.config import ConfigUpdate, SimConfig
+from simulator.latency import leg_shape
+from simulator.records import SentMessage, WebhookDelivery
+from simulator.state import SimState
+from simulator.webhooks import (
     StatusName,
     envelope,
     meta_json,

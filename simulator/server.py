@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Callable
 import uvicorn
 from starlette.types import ASGIApp
 
-from tests.fakes.whatsapp.app import create_app
-from tests.fakes.whatsapp.config import NumberConfig, SimConfig
-from tests.fakes.whatsapp.faults import Endpoint, Fault, FaultKind
-from tests.fakes.whatsapp.media import StoredMedia
-from tests.fakes.whatsapp.records import (
+from simulator.app import create_app
+from simulator.config import NumberConfig, SimConfig
+from simulator.faults import Endpoint, Fault, FaultKind
+from simulator.media import StoredMedia
+from simulator.records import (
     MediaFetch,
     MediaUpload,
     Outcome,
@@ -25,8 +25,8 @@ from tests.fakes.whatsapp.records import (
     SyncRequest,
     WebhookDelivery,
 )
-from tests.fakes.whatsapp.runtime import SimRuntime
-from tests.fakes.whatsapp.webhooks import DEFAULT_DISPLAY_NUMBER
+from simulator.runtime import SimRuntime
+from simulator.webhooks import DEFAULT_DISPLAY_NUMBER
 
 _STARTUP_SECONDS = 10.0
 

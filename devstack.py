@@ -1,4 +1,4 @@
-"""Run the whole stack locally as real processes: `python -m baton.devstack`.
+"""Run the whole stack locally as real processes: `python -m devstack`.
 
 Starts the WhatsApp Cloud API simulator (unless BATON_GRAPH_API_URL is set), migrates the store,
 then ingest, router, bot, outbox, history and console; waits until each answers `/readyz`;
@@ -26,8 +26,8 @@ from baton.backoff import Backoff
 from baton.settings import Settings
 from baton.store import open_store
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SIMULATOR_MODULE = "tests.fakes.whatsapp"
+REPO_ROOT = Path(__file__).resolve().parent
+SIMULATOR_MODULE = "simulator"
 GRAPH_API_VERSION = "v25.0"
 DEFAULT_SIM_PORT = 8090
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tests.fakes.whatsapp.latency import RoundTrip
-from tests.fakes.whatsapp.webhooks import DEFAULT_DISPLAY_NUMBER, DEFAULT_WABA_ID
+from simulator.latency import RoundTrip
+from simulator.webhooks import DEFAULT_DISPLAY_NUMBER, DEFAULT_WABA_ID
 
 DEV_ACCESS_TOKEN = "baton-dev-access-token"  # Baton's development default (BATON_ACCESS_TOKEN)
 DEV_APP_SECRET = "baton-dev-app-secret"  # Baton's development default (BATON_APP_SECRET)

@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from baton.types import JSON
-from tests.fakes.whatsapp import faults
-from tests.fakes.whatsapp.config import NumberConfig, SimConfig
-from tests.fakes.whatsapp.faults import Endpoint, Fault, GraphErrorSpec
-from tests.fakes.whatsapp.media import SEND_KINDS, StoredMedia, new_media, upload_problem
-from tests.fakes.whatsapp.records import (
+from simulator import faults
+from simulator.config import NumberConfig, SimConfig
+from simulator.faults import Endpoint, Fault, GraphErrorSpec
+from simulator.media import SEND_KINDS, StoredMedia, new_media, upload_problem
+from simulator.records import (
     MediaFetch,
     MediaUpload,
     NumberStats,
@@ -31,7 +31,7 @@ from tests.fakes.whatsapp.records import (
     SyncRequest,
     WebhookDelivery,
 )
-from tests.fakes.whatsapp.webhooks import new_wamid
+from simulator.webhooks import new_wamid
 
 MAX_TEXT_LENGTH = 4096
 SYNC_TYPES = frozenset({"smb_app_state_sync", "history"})

@@ -6,7 +6,7 @@ async with running_simulator() as sim:
     assert sim.accepted(to="5511999990000")
 """
 
-from tests.fakes.whatsapp.config import (
+from simulator.config import (
     DEV_ACCESS_TOKEN,
     DEV_APP_SECRET,
     ConfigUpdate,
@@ -14,11 +14,11 @@ from tests.fakes.whatsapp.config import (
     PairRate,
     SimConfig,
 )
-from tests.fakes.whatsapp.control import SimulatorClient
-from tests.fakes.whatsapp.faults import Endpoint, Fault, FaultKind
-from tests.fakes.whatsapp.latency import RoundTrip
-from tests.fakes.whatsapp.media import StoredMedia
-from tests.fakes.whatsapp.records import (
+from simulator.control import SimulatorClient
+from simulator.faults import Endpoint, Fault, FaultKind
+from simulator.latency import RoundTrip
+from simulator.media import StoredMedia
+from simulator.records import (
     MediaFetch,
     MediaUpload,
     Outcome,
@@ -28,7 +28,7 @@ from tests.fakes.whatsapp.records import (
     SyncRequest,
     WebhookDelivery,
 )
-from tests.fakes.whatsapp.server import Simulator, running_simulator, serve_forever, serving
+from simulator.server import Simulator, running_simulator, serve_forever, serving
 
 __all__ = [
     "DEV_ACCESS_TOKEN",
