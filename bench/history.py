@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.history [--messages 1000000] [--conversations 20000]
         [--chunk-messages 2000] [--connections 4] [--batch-size 1000] [--prefetch 4]
 
-1. Generates a Coexistence backlog (bench/history_backlog.py) as signed `history` webhooks.
+1. Generates a Coexistence backlog (simulator/backlog.py) as signed `history` webhooks.
 2. Baseline: the same rows (as the history service would store them) COPYed in binary into the
    `messages` table of a fresh database with the same schema and indexes; only the COPY calls
    are timed.
@@ -33,9 +33,9 @@ from baton.logging import configure_logging
 from baton.store import open_store
 from baton.store.history_records import HistoryRow
 from bench._infra import free_port, throwaway_vhost
-from bench.history_backlog import Backlog, BacklogSpec, signed
 from devstack import REPO_ROOT
 from services.history.backlog import thread_rows
+from simulator.backlog import Backlog, BacklogSpec, signed
 
 SECRET = "bench-app-secret"
 PG = "postgresql://postgres@127.0.0.1:5432/"

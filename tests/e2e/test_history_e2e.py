@@ -30,7 +30,6 @@ from baton.broker import COMMANDS
 from baton.messages import AskBot
 from baton.store import PostgresStore
 from baton.store.history_records import ImportState
-from bench.history_backlog import Backlog, BacklogSpec, signed
 from devstack import REPO_ROOT, Ports, Stack, plan
 from services.console.agents import DEV_AGENT_TOKEN
 from simulator import (
@@ -41,6 +40,7 @@ from simulator import (
     Outcome,
     SimulatorClient,
 )
+from simulator.backlog import Backlog, BacklogSpec, signed
 from simulator.webhooks import (
     customer_text,
     envelope,

@@ -12,7 +12,6 @@ from pydantic import ValidationError
 
 from baton.store.history_records import HistoryRow
 from baton.whatsapp import WaMessage
-from bench.history_backlog import Backlog, BacklogSpec
 from services.history.backlog import (
     Rejected,
     batches,
@@ -22,6 +21,7 @@ from services.history.backlog import (
     thread_rows,
     to_row,
 )
+from simulator.backlog import Backlog, BacklogSpec
 from simulator.webhooks import history_message, media_message
 
 BUSINESS = "15550001111"
