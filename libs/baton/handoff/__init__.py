@@ -57,10 +57,9 @@ from baton.handoff.notices import (
     Language,
     NoticeKind,
     language_from_code,
-    notice_text,
     with_bot_prefix,
 )
-from baton.handoff.policy import Policy
+from baton.handoff.policy import Policy, notice_text
 from baton.handoff.state import (
     AD_CUSTOMER_WINDOW,
     CUSTOMER_WINDOW,

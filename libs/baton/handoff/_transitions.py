@@ -16,8 +16,8 @@ from baton.handoff.effects import (
     SkipNotice,
     SkipReason,
 )
-from baton.handoff.notices import NoticeKind, notice_text
-from baton.handoff.policy import Policy
+from baton.handoff.notices import NoticeKind
+from baton.handoff.policy import Policy, notice_text
 from baton.handoff.state import ConversationState, customer_window_open, evolve, latest
 from baton.types import Mode
 

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # policy.py imports this module at runtime
-    from baton.handoff.policy import Policy
 
 
 class NoticeKind(StrEnum):
@@ -56,15 +52,6 @@ def language_from_code(code: str | None) -> Language:
     primary = (code or "").strip().replace("_", "-").split("-")[0].casefold()
     by_primary = {"pt": Language.PT_BR, "en": Language.EN, "es": Language.ES}
     return by_primary.get(primary, DEFAULT_LANGUAGE)
-
-
-def notice_text(policy: Policy, kind: NoticeKind) -> str:
-    """The text of a notice for this number; "" means the notice is disabled."""
-    if not policy.notices_enabled:
-        return ""
-    if kind in policy.notice_texts:
-        return policy.notice_texts[kind].strip()
-    return DEFAULT_TEXTS[policy.language][kind]
 
 
 def with_bot_prefix(prefix: str, text: str) -> str:

@@ -7,7 +7,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from baton.handoff.notices import DEFAULT_LANGUAGE, Language, NoticeKind
+from baton.handoff.notices import DEFAULT_LANGUAGE, DEFAULT_TEXTS, Language, NoticeKind
 from baton.messages import Template
 
 
@@ -62,3 +62,12 @@ class Policy(BaseModel):
         if resume & pause:
             raise ValueError("a command word cannot both resume and pause")
         return self
+
+
+def notice_text(policy: Policy, kind: NoticeKind) -> str:
+    """The text of a notice for this number; "" means the notice is disabled."""
+    if not policy.notices_enabled:
+        return ""
+    if kind in policy.notice_texts:
+        return policy.notice_texts[kind].strip()
+    return DEFAULT_TEXTS[policy.language][kind]
