@@ -476,7 +476,7 @@ def _report(
         f"  first 10 s p99 {_pct(head, 99) * 1000:.0f} ms; last 10 s p50"
         f" {_pct(tail, 50) * 1000:.0f} ms p99 {_pct(tail, 99) * 1000:.0f} ms"
     )
-    base_rate = baseline.ok / baseline.elapsed if baseline.elapsed else float("nan")
+    base_rate = baseline.ok / baseline.elapsed if baseline.ok else float("nan")
     print(
         f"ratios to the bare endpoint: acked rate {ack_rate / base_rate:.2f},"
         f" reply rate {len(replies_in_window) / result.elapsed / base_rate:.2f},"
