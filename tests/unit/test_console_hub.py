@@ -204,3 +204,33 @@ async def test_quiet_streams_get_keep_alive_comments() -> None:
     assert await anext(stream) == b": keep-alive\n\n"
     await stream.aclose()
     assert hub.clients == 0
+
+
+async def test_a_client_behind_gets_what_is_queued_in_one_write_then_the_end() -> None:
+    log = MemoryLog()
+    hub = await hub_over(log)
+    stream = sse_stream(hub, EventFilter(), None, heartbeat_seconds=60)
+    await anext(stream)
+    ids = [log.append("conversation.mode_changed", conversation=i) for i in range(3)]
+    await hub.poll()  # three events queued before the stream reads again
+    hub.close()
+    chunk = await anext(stream)
+    frames = chunk.split(b"\n\n")
+    assert frames[-1] == b"" and len(frames) == 4
+    assert [f.split(b"\n")[0] for f in frames[:3]] == [b"id: %d" % i for i in ids]
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+
+
+async def test_a_reset_queued_behind_events_comes_after_them() -> None:
+    log = MemoryLog()
+    hub = await hub_over(log)
+    subscription = await hub.subscribe(EventFilter())
+    first = log.append("a")
+    await hub.poll()
+    subscription.announce_reset()
+    item = await subscription.get(5)
+    assert isinstance(item, HubEvent) and item.seq == first
+    assert subscription.ready() is None  # the reset is not an event: `get` gives it
+    assert isinstance(await subscription.get(5), Reset)
+    subscription.close()
