@@ -154,7 +154,15 @@ class Intake:
             await asyncio.wait({previous})
             if previous.cancelled() or previous.exception() is not None or not previous.result():
                 return False  # the previous one goes back to the queue: so must this one
-        with tracing.consuming(OUTBOX_INTAKE.name, message.headers, message_id=message.message_id):
+        with (
+            structlog.contextvars.bound_contextvars(
+                conversation_id=send.conversation_id,
+                message_id=message.message_id,
+                idempotency_key=send.idempotency_key,
+                phone_number_id=send.phone_number_id,
+            ),
+            tracing.consuming(OUTBOX_INTAKE.name, message.headers, message_id=message.message_id),
+        ):
             return await self._forward(message, send)
 
     async def _forward(self, message: AbstractIncomingMessage, send: SendText) -> bool:

@@ -52,7 +52,13 @@ class Settler:
         self, message: AbstractIncomingMessage, *, queue: str, reason: str, attempts: int
     ) -> bool:
         """Park the message in `<queue>.dlq` with the reason (confirmed), then ack it."""
-        log.error("outbox.dead_lettered", queue=queue, reason=reason, attempts=attempts)
+        log.error(
+            "outbox.dead_lettered",
+            queue=queue,
+            reason=reason,
+            attempts=attempts,
+            message_id=message.message_id,
+        )
         headers = dead_letter_headers(
             message.headers or {},
             reason=reason,
@@ -72,7 +78,12 @@ class Settler:
             )
         except Exception as exc:
             # Not acked: the broker gives it back later rather than it being lost.
-            log.error("outbox.dead_letter_failed", queue=queue, error=repr(exc))
+            log.error(
+                "outbox.dead_letter_failed",
+                queue=queue,
+                error=repr(exc),
+                message_id=message.message_id,
+            )
             return False
         if not await self._ack(message):
             return False

@@ -293,6 +293,16 @@ class NumberWorker:
         return None
 
     async def _process(self, item: Item, generation: int) -> None:
+        # Its own task (a copy of the context): every line of this attempt carries its ids.
+        with structlog.contextvars.bound_contextvars(
+            conversation_id=item.send.conversation_id,
+            message_id=item.handle.message_id,
+            idempotency_key=item.send.idempotency_key,
+            phone_number_id=self.phone_number_id,
+        ):
+            await self._attempt(item, generation)
+
+    async def _attempt(self, item: Item, generation: int) -> None:
         staged = True
         try:
             try:
