@@ -228,3 +228,23 @@ async def test_the_process_stops_promptly_with_clients_connected(
         stop.set()
         if not running.done():
             running.cancel()
+
+
+async def test_a_burst_reaches_every_client_whole_and_in_order(
+    console: tuple[InProcessConsole, str], publisher: Broker
+) -> None:
+    # A burst queues up behind each client and is written in chunks of several events: the
+    # clients must still see each event once, in the log's order.
+    _, url = console
+    number = new_number()
+    async with (
+        sse(url, ALICE_TOKEN, params={"number": number}) as first,
+        sse(url, BOB_TOKEN, params={"number": number}) as second,
+    ):
+        for epoch in range(1, 41):
+            await publisher.publish_event(mode_changed(number, 7, epoch))
+        for client in (first, second):
+            seen = [await client.next_event() for _ in range(40)]
+            assert [e.data["epoch"] for e in seen] == list(range(1, 41))
+            ids = [int(e.id or 0) for e in seen]
+            assert ids == sorted(set(ids))
