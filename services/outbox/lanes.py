@@ -40,6 +40,7 @@ class Pending(Generic[H]):
 
 @dataclass
 class _Lane(Generic[H]):
+    pair: str  # the customer's pair-limit key, one per conversation: computed once
     items: list[Pending[H]] = field(default_factory=list)  # sorted by seq
     busy: bool = False
     blocked_until: float = -math.inf
@@ -55,6 +56,9 @@ class Lanes(Generic[H]):
         self._lanes: dict[ConversationId, _Lane[H]] = {}
         self._pairs: dict[str, PairBucket] = {}
         self._count = 0
+        # Whether a customer with no bucket (a full one) may be sent to at once: lets the scan
+        # below skip making a bucket for every waiting lane.
+        self._fresh_ready = new_bucket(0.0).available_at(0.0) <= 0.0
 
     def __len__(self) -> int:
         return self._count
@@ -64,7 +68,9 @@ class Lanes(Generic[H]):
             yield from lane.items
 
     def add(self, item: Pending[H]) -> None:
-        lane = self._lanes.setdefault(item.send.conversation_id, _Lane())
+        lane = self._lanes.get(item.send.conversation_id)
+        if lane is None:
+            lane = self._lanes[item.send.conversation_id] = _Lane(pair_key(item.send))
         # Deliveries arrive in order; inserting by seq keeps the lane right even if they did not.
         bisect.insort(lane.items, item)
         self._count += 1
@@ -73,11 +79,19 @@ class Lanes(Generic[H]):
         """The earliest-arrived head that may start now, else (None, when one might)."""
         best: Pending[H] | None = None
         wake = math.inf
+        # Runs before every start over every held conversation: the hot path of a backlog.
+        pairs = self._pairs
         for lane in self._lanes.values():
             if lane.busy or not lane.items:
                 continue
             head = lane.items[0]
-            ready_at = max(lane.blocked_until, self._bucket(head, now).available_at(now))
+            bucket = pairs.get(lane.pair)
+            if bucket is not None:
+                ready_at = max(lane.blocked_until, bucket.available_at(now))
+            elif self._fresh_ready:
+                ready_at = lane.blocked_until
+            else:
+                ready_at = max(lane.blocked_until, self._bucket(head, now).available_at(now))
             if ready_at <= now:
                 if best is None or head.seq < best.seq:
                     best = head
