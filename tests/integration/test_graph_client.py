@@ -22,21 +22,12 @@ from simulator import (
     Simulator,
     running_simulator,
 )
+from tests.clock import FakeClock
 
 pytestmark = pytest.mark.integration
 
 PNID = "900000000000001"
 CUSTOMER = "5511999990000"
-
-
-class FakeClock:
-    """Frozen time for the simulator's rate windows: rate tests then never depend on speed."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -46,7 +37,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def sim(clock: FakeClock) -> AsyncIterator[Simulator]:
-    async with running_simulator(SimConfig(pair_rate=PairRate(burst=2)), clock=clock) as running:
+    async with running_simulator(
+        SimConfig(pair_rate=PairRate(burst=2)), clock=clock.monotonic
+    ) as running:
         yield running
 
 
@@ -110,7 +103,7 @@ async def test_exceeding_the_rate_is_a_throughput_error(
     } == {(130429, 400, ErrorClass.THROUGHPUT)}
     assert sim.stats().throughput_errors == 7
 
-    clock.now += 1.0
+    clock.advance(1.0)
     await graph.send_text(PNID, CUSTOMER, "oi")  # the next second has room again
 
 

@@ -24,23 +24,13 @@ from baton.store import PostgresStore
 from baton.store.handoff_records import EchoOutcome, NewEcho
 from baton.store.records import NewOutbound
 from baton.types import Author, Mode
+from tests.clock import FakeClock
 from tests.conftest import unique
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
-
-
-@dataclass
-class FakeClock:
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @dataclass

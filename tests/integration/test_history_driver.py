@@ -21,6 +21,7 @@ from baton.whatsapp import GraphClient
 from services.history.driver import DriverSettings, SyncDriver
 from services.history.sync import RetryPolicy
 from simulator import Endpoint, FaultKind, Outcome, Simulator
+from tests.clock import FakeClock
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -37,20 +38,9 @@ WINDOW = timedelta(seconds=90)
 _ERAS = itertools.count()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(days=10 * next(_ERAS))
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(datetime(2020, 1, 1, tzinfo=UTC) + timedelta(days=10 * next(_ERAS)))
 
 
 @pytest.fixture
@@ -59,11 +49,11 @@ async def graph(sim: Simulator) -> AsyncIterator[GraphClient]:
         yield client
 
 
-def _driver(store: PostgresStore, graph: GraphClient, clock: Clock) -> SyncDriver:
+def _driver(store: PostgresStore, graph: GraphClient, clock: FakeClock) -> SyncDriver:
     return SyncDriver(store, graph, SETTINGS, clock=clock, jitter=lambda: 1.0)
 
 
-async def _onboard(store: PostgresStore, sim: Simulator, clock: Clock) -> str:
+async def _onboard(store: PostgresStore, sim: Simulator, clock: FakeClock) -> str:
     pnid = unique("9")
     sim.register(pnid, coexistence=True)
     await store.onboard_number(pnid, now=clock(), deadline=clock() + WINDOW)
@@ -83,7 +73,7 @@ async def _status(store: PostgresStore, pnid: str, sync_type: SyncType) -> SyncS
 
 
 async def test_onboarding_requests_contacts_then_history_exactly_once(
-    store: PostgresStore, sim: Simulator, graph: GraphClient, clock: Clock
+    store: PostgresStore, sim: Simulator, graph: GraphClient, clock: FakeClock
 ) -> None:
     pnid = await _onboard(store, sim, clock)
     done = await _driver(store, graph, clock).tick()
@@ -110,7 +100,7 @@ async def test_onboarding_requests_contacts_then_history_exactly_once(
 
 
 async def test_rate_limited_requests_are_retried_with_backoff(
-    store: PostgresStore, sim: Simulator, graph: GraphClient, clock: Clock
+    store: PostgresStore, sim: Simulator, graph: GraphClient, clock: FakeClock
 ) -> None:
     pnid = await _onboard(store, sim, clock)
     sim.inject(FaultKind.THROUGHPUT, phone_number_id=pnid, endpoint=Endpoint.SMB_APP_DATA, count=3)
@@ -137,7 +127,7 @@ async def test_rate_limited_requests_are_retried_with_backoff(
 
 
 async def test_connection_refused_is_retried(
-    store: PostgresStore, sim: Simulator, graph: GraphClient, clock: Clock
+    store: PostgresStore, sim: Simulator, graph: GraphClient, clock: FakeClock
 ) -> None:
     pnid = await _onboard(store, sim, clock)
     with socket.socket() as s:
@@ -165,7 +155,7 @@ async def test_unclear_or_refused_requests_are_never_resent(
     store: PostgresStore,
     sim: Simulator,
     graph: GraphClient,
-    clock: Clock,
+    clock: FakeClock,
     fault: FaultKind,
     status: SyncStatus,
 ) -> None:
@@ -184,7 +174,7 @@ async def test_unclear_or_refused_requests_are_never_resent(
 
 
 async def test_deadline_goes_at_risk_then_missed_while_retrying(
-    store: PostgresStore, sim: Simulator, graph: GraphClient, clock: Clock
+    store: PostgresStore, sim: Simulator, graph: GraphClient, clock: FakeClock
 ) -> None:
     pnid = await _onboard(store, sim, clock)
     sim.inject(
@@ -227,7 +217,7 @@ async def test_deadline_goes_at_risk_then_missed_while_retrying(
 
 
 async def test_an_attempt_whose_process_died_becomes_unclear(
-    store: PostgresStore, sim: Simulator, graph: GraphClient, clock: Clock
+    store: PostgresStore, sim: Simulator, graph: GraphClient, clock: FakeClock
 ) -> None:
     pnid = await _onboard(store, sim, clock)
     # A replica claimed the request and died before recording anything.
@@ -242,7 +232,7 @@ async def test_an_attempt_whose_process_died_becomes_unclear(
 
 
 async def test_an_offboarded_number_is_never_requested(
-    store: PostgresStore, sim: Simulator, graph: GraphClient, clock: Clock
+    store: PostgresStore, sim: Simulator, graph: GraphClient, clock: FakeClock
 ) -> None:
     pnid, connected = await _onboard(store, sim, clock), await _onboard(store, sim, clock)
     await store.disable_number(

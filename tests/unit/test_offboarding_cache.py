@@ -8,6 +8,7 @@ import pytest
 
 from baton.offboarding import OffboardedNumbers
 from baton.types import PhoneNumberId
+from tests.clock import FakeClock
 
 NUMBER = "900000000000901"
 OTHER = "900000000000902"
@@ -32,47 +33,39 @@ class FakeLookup:
         return answer
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_an_answer_is_reused_within_the_ttl_and_refreshed_after_it() -> None:
-    store, clock = FakeLookup(), Clock()
-    cache = OffboardedNumbers(store, ttl_seconds=5.0, clock=clock)
+    store, clock = FakeLookup(), FakeClock()
+    cache = OffboardedNumbers(store, ttl_seconds=5.0, clock=clock.monotonic)
 
     assert await cache.disabled(NUMBER) is False
     store.disabled.add(NUMBER)  # offboarded now
-    clock.now += 4.5
+    clock.advance(4.5)
     assert await cache.disabled(NUMBER) is False  # stale, but inside the bound
     assert store.lookups == [NUMBER]
-    clock.now += 0.5
+    clock.advance(0.5)
     assert await cache.disabled(NUMBER) is True  # exactly the TTL later: looked up again
     assert store.lookups == [NUMBER, NUMBER]
     # Onboarded again: seen after the TTL too.
     store.disabled.clear()
-    clock.now += 4.0
+    clock.advance(4.0)
     assert await cache.disabled(NUMBER) is True
-    clock.now += 1.0
+    clock.advance(1.0)
     assert await cache.disabled(NUMBER) is False
 
 
 async def test_numbers_are_cached_apart() -> None:
-    store, clock = FakeLookup(), Clock()
+    store, clock = FakeLookup(), FakeClock()
     store.disabled.add(OTHER)
-    cache = OffboardedNumbers(store, ttl_seconds=5.0, clock=clock)
+    cache = OffboardedNumbers(store, ttl_seconds=5.0, clock=clock.monotonic)
     assert (await cache.disabled(NUMBER), await cache.disabled(OTHER)) == (False, True)
     assert (await cache.disabled(NUMBER), await cache.disabled(OTHER)) == (False, True)
     assert store.lookups == [NUMBER, OTHER]
 
 
 async def test_a_store_error_propagates_and_is_not_cached() -> None:
-    store, clock = FakeLookup(), Clock()
+    store, clock = FakeLookup(), FakeClock()
     store.failing = True
-    cache = OffboardedNumbers(store, ttl_seconds=5.0, clock=clock)
+    cache = OffboardedNumbers(store, ttl_seconds=5.0, clock=clock.monotonic)
     with pytest.raises(ConnectionError):
         await cache.disabled(NUMBER)
     store.failing = False
@@ -82,15 +75,15 @@ async def test_a_store_error_propagates_and_is_not_cached() -> None:
 
 
 async def test_an_older_lookup_finishing_last_does_not_overwrite_a_newer_answer() -> None:
-    store, clock = FakeLookup(), Clock()
-    cache = OffboardedNumbers(store, ttl_seconds=5.0, clock=clock)
+    store, clock = FakeLookup(), FakeClock()
+    cache = OffboardedNumbers(store, ttl_seconds=5.0, clock=clock.monotonic)
     gate = store.gate = asyncio.Event()
     old = asyncio.create_task(cache.disabled(NUMBER))  # reads "enabled", then hangs
     await asyncio.sleep(0)
     assert store.lookups == [NUMBER]
     store.gate = None
     store.disabled.add(NUMBER)
-    clock.now += 1.0
+    clock.advance(1.0)
     assert await cache.disabled(NUMBER) is True  # started later, finished first
     gate.set()
     assert await asyncio.wait_for(old, timeout=5) is False

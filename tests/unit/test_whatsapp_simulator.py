@@ -28,19 +28,12 @@ from simulator import (
 )
 from simulator.faults import Endpoint
 from simulator.state import Reply, SimState
+from tests.clock import FakeClock
 
 PNID = "900000000000001"
 CUSTOMER = "5511999990000"
 AUTH = f"Bearer {DEV_ACCESS_TOKEN}"
 SECRET = "sim-test-secret"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def send_body(to: str = CUSTOMER, body: str = "oi") -> dict[str, Any]:
@@ -62,20 +55,24 @@ def error_code(reply: Reply) -> int | None:
 
 def test_throughput_cap_holds_in_every_sliding_second() -> None:
     clock = FakeClock()
-    state = SimState(SimConfig(numbers=(NumberConfig(phone_number_id=PNID, rate=20),)), clock)
+    state = SimState(
+        SimConfig(numbers=(NumberConfig(phone_number_id=PNID, rate=20),)), clock.monotonic
+    )
     assert all(send(state).http_status == 200 for _ in range(10))
-    clock.now += 0.5
+    clock.advance(0.5)
     assert all(send(state).http_status == 200 for _ in range(10))
-    clock.now += 0.49  # the first ten are 0.99 s old: still inside the window
+    clock.advance(0.49)  # the first ten are 0.99 s old: still inside the window
     over = send(state)
     assert (over.http_status, error_code(over)) == (400, 130429)
-    clock.now += 0.01  # now exactly 1 s old: out of the window
+    clock.advance(0.01)  # now exactly 1 s old: out of the window
     assert send(state).http_status == 200
     assert state.stats().throughput_errors == 1
 
 
 def test_throughput_error_body_is_shaped_like_meta() -> None:
-    state = SimState(SimConfig(numbers=(NumberConfig(phone_number_id=PNID, rate=1),)), FakeClock())
+    state = SimState(
+        SimConfig(numbers=(NumberConfig(phone_number_id=PNID, rate=1),)), FakeClock().monotonic
+    )
     send(state)
     reply = send(state)
     assert isinstance(reply.body, dict)
@@ -89,7 +86,8 @@ def test_throughput_error_body_is_shaped_like_meta() -> None:
 
 def test_default_and_coexistence_rates() -> None:
     state = SimState(
-        SimConfig(numbers=(NumberConfig(phone_number_id="coex", coexistence=True),)), FakeClock()
+        SimConfig(numbers=(NumberConfig(phone_number_id="coex", coexistence=True),)),
+        FakeClock().monotonic,
     )
     assert [send(state, pnid="coex").http_status for _ in range(21)].count(200) == 20
     assert [send(state, pnid="other").http_status for _ in range(81)].count(200) == 80
@@ -98,17 +96,17 @@ def test_default_and_coexistence_rates() -> None:
 def test_pair_rate_limits_one_customer_not_the_others() -> None:
     clock = FakeClock()
     config = SimConfig(pair_rate=PairRate(burst=2, seconds_per_message=6.0))
-    state = SimState(config, clock)
+    state = SimState(config, clock.monotonic)
     assert [send(state).http_status for _ in range(2)] == [200, 200]
     assert error_code(send(state)) == 131056
     assert send(state, to="5511888880000").http_status == 200
-    clock.now += 6.0
+    clock.advance(6.0)
     assert send(state).http_status == 200
     assert state.stats().pair_rate_errors == 1
 
 
 def test_faults_are_consumed_in_order_and_a_number_beats_the_wildcard() -> None:
-    state = SimState(SimConfig(), FakeClock())
+    state = SimState(SimConfig(), FakeClock().monotonic)
     state.inject(Fault(kind=FaultKind.SERVER_ERROR, count=2))
     state.inject(Fault(kind=FaultKind.OUTSIDE_WINDOW, phone_number_id=PNID))
     assert error_code(send(state)) == 131047
@@ -118,7 +116,7 @@ def test_faults_are_consumed_in_order_and_a_number_beats_the_wildcard() -> None:
 
 
 def test_custom_error_fault_and_bad_gateway() -> None:
-    state = SimState(SimConfig(), FakeClock())
+    state = SimState(SimConfig(), FakeClock().monotonic)
     state.inject(Fault(kind=FaultKind.ERROR, http_status=403, code=368))
     state.inject(Fault(kind=FaultKind.BAD_GATEWAY))
     assert (send(state).http_status, state.sent[-1].error_code) == (403, 368)
@@ -127,7 +125,7 @@ def test_custom_error_fault_and_bad_gateway() -> None:
 
 
 def test_auth_and_validation_errors() -> None:
-    state = SimState(SimConfig(), FakeClock())
+    state = SimState(SimConfig(), FakeClock().monotonic)
     unauthorized = state.post_messages(PNID, "Bearer nope", send_body())
     assert (unauthorized.http_status, error_code(unauthorized)) == (401, 190)
     for broken in (
@@ -144,12 +142,12 @@ def test_auth_and_validation_errors() -> None:
 
 
 def test_unknown_numbers_are_refused_when_strict() -> None:
-    state = SimState(SimConfig(strict_numbers=True), FakeClock())
+    state = SimState(SimConfig(strict_numbers=True), FakeClock().monotonic)
     assert error_code(send(state, pnid="nobody")) == 100
 
 
 def test_each_sync_type_is_accepted_once_per_number() -> None:
-    state = SimState(SimConfig(), FakeClock())
+    state = SimState(SimConfig(), FakeClock().monotonic)
     body = {"messaging_product": "whatsapp", "sync_type": "history"}
     first = state.post_smb_app_data(PNID, AUTH, body)
     assert first.http_status == 200 and isinstance(first.body, dict) and first.body["request_id"]
@@ -167,7 +165,7 @@ def test_each_sync_type_is_accepted_once_per_number() -> None:
 
 
 def test_sync_faults_leave_the_sync_available_but_a_hang_consumes_it() -> None:
-    state = SimState(SimConfig(), FakeClock())
+    state = SimState(SimConfig(), FakeClock().monotonic)
     body = {"messaging_product": "whatsapp", "sync_type": "history"}
     state.inject(Fault(kind=FaultKind.SERVER_ERROR, endpoint=Endpoint.SMB_APP_DATA))
     state.inject(Fault(kind=FaultKind.HANG, endpoint=Endpoint.SMB_APP_DATA))
