@@ -235,8 +235,16 @@ async def test_accounts_are_seeded_from_the_agents_file_and_production_refuses_t
     with pytest.raises(AgentsConfigError, match="development password"):
         await accounts.prepare(store, production)  # … never in production
     await accounts.set_disabled(store, weak, True)
-    await accounts.prepare(store, production)
-    # And the local stack's dev agent signs in with the development password.
+    # A local start on an empty store (this one's or an earlier test's) made the dev agent: it
+    # signs in with the development password, so production refuses it too until disabled.
     dev = await store.account(accounts.DEV_AGENT_ID)
     if dev is not None:
         assert accounts.password_matches(dev.password_hash, accounts.DEV_PASSWORD)
+        with pytest.raises(AgentsConfigError, match=f"'{accounts.DEV_AGENT_ID}'"):
+            await accounts.prepare(store, production)
+        await accounts.set_disabled(store, accounts.DEV_AGENT_ID, True)
+    try:
+        await accounts.prepare(store, production)
+    finally:
+        if dev is not None:
+            await accounts.set_disabled(store, accounts.DEV_AGENT_ID, False)
