@@ -29,6 +29,8 @@ from tests.faultinfra import PrivateBroker, PrivatePostgres, private_broker, pri
 
 SERVICES = ("ingest", "router", "bot", "outbox", "history", "console")
 DEV_AGENT_TOKEN = "baton-dev-agent-token"  # the console's local development agent
+DEV_AGENT_ID = "dev"
+AGENT_CAPACITY = 100
 BOT_PREFIX = "[bot]"
 GRAPH_TIMEOUT_SECONDS = 2.0
 
@@ -177,6 +179,11 @@ async def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
     base: Path = tmp_path_factory.mktemp("chaos")
     numbers = base / "numbers.toml"
     numbers.write_text(_numbers_toml())
+    # The agent takes over 30 conversations at once in one case: more than the default capacity.
+    agents = base / "agents.toml"
+    agents.write_text(
+        f'[agents.{DEV_AGENT_ID}]\ntoken = "{DEV_AGENT_TOKEN}"\nmax_conversations = {AGENT_CAPACITY}\n'
+    )
     async with private_broker() as rabbit, private_postgres() as pg:
         store_url = await pg.create_database("baton")
         store = await open_store(store_url, migrate=True)
@@ -194,6 +201,7 @@ async def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
         env.update(
             BATON_LOG_LEVEL="INFO",  # DEBUG lines for hundreds of messages cost the 2 cores
             BATON_NUMBERS_FILE=str(numbers),
+            BATON_AGENTS_FILE=str(agents),
             BATON_GRAPH_TIMEOUT_SECONDS=str(GRAPH_TIMEOUT_SECONDS),
             # A dead router's timers and effects are taken over after these leases (10 s and
             # 15 s by default): shorter, so the suite fits its time budget.
