@@ -43,7 +43,9 @@ from baton.messages import SendText
 from baton.store import open_store
 from baton.whatsapp.client import GraphClient
 from bench._infra import free_port, throwaway_vhost
-from bench.outbox_harness import (
+from devstack import REPO_ROOT
+from simulator import DEV_ACCESS_TOKEN, NumberConfig, SentMessage, SimulatorClient
+from tests.outbox_harness import (
     OutboxProcess,
     coexistence,
     conversations,
@@ -53,8 +55,6 @@ from bench.outbox_harness import (
     numbers_toml,
     request,
 )
-from devstack import REPO_ROOT
-from simulator import DEV_ACCESS_TOKEN, NumberConfig, SentMessage, SimulatorClient
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 RATE = 18

@@ -45,7 +45,10 @@ from baton.store import open_store
 from baton.whatsapp.client import GraphClient
 from baton.whatsapp.errors import GraphError
 from bench._infra import free_port, throwaway_vhost
-from bench.outbox_harness import (
+from devstack import REPO_ROOT
+from services.outbox.limiter import WindowShape, tolerated_jitter
+from simulator import DEV_ACCESS_TOKEN, NumberConfig, SimulatorClient
+from tests.outbox_harness import (
     OutboxProcess,
     conversations,
     customer_id,
@@ -54,9 +57,6 @@ from bench.outbox_harness import (
     numbers_toml,
     request,
 )
-from devstack import REPO_ROOT
-from services.outbox.limiter import WindowShape, tolerated_jitter
-from simulator import DEV_ACCESS_TOKEN, NumberConfig, SimulatorClient
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

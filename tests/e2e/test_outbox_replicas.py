@@ -25,7 +25,10 @@ import pytest
 from baton.broker import Broker
 from baton.messages import SendText
 from baton.store import open_store
-from bench.outbox_harness import (
+from simulator import Outcome, SentMessage, Simulator
+from tests.conftest import PG_ADMIN_URL, unique
+from tests.e2e.conftest import free_port
+from tests.outbox_harness import (
     OutboxProcess,
     coexistence,
     conversations,
@@ -35,9 +38,6 @@ from bench.outbox_harness import (
     numbers_toml,
     request,
 )
-from simulator import Outcome, SentMessage, Simulator
-from tests.conftest import PG_ADMIN_URL, unique
-from tests.e2e.conftest import free_port
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e

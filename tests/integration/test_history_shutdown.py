@@ -16,11 +16,11 @@ from baton.broker import WEBHOOKS, Broker
 from baton.broker.topology import HISTORY_WEBHOOKS
 from baton.messages import WebhookChange
 from baton.store import PostgresStore
-from bench.outbox_harness import number_id
 from devstack import REPO_ROOT
 from services.ingest.changes import split
 from simulator.webhooks import envelope, history_chunk, history_message
 from tests.e2e.conftest import free_port
+from tests.outbox_harness import number_id
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,10 @@ from baton.settings import NumbersConfig, NumberSettings
 from baton.store import PostgresStore
 from baton.types import Author, ConversationId
 from baton.whatsapp.client import GraphClient
-from bench.outbox_harness import customer_id, number_id
 from services.outbox.handlers import Outbox, Ready, Sent, Skipped
 from simulator import DEV_ACCESS_TOKEN, Simulator
 from tests.conftest import unique
+from tests.outbox_harness import customer_id, number_id
 
 pytestmark = pytest.mark.integration
 

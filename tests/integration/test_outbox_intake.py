@@ -16,10 +16,10 @@ from baton.broker import Broker
 from baton.broker.topology import outbox_number_queue
 from baton.messages import SendText
 from baton.types import Author
-from bench.outbox_harness import customer_id, number_id
 from services.outbox.intake import Intake
 from services.outbox.settle import Settler
 from tests.conftest import unique
+from tests.outbox_harness import customer_id, number_id
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration

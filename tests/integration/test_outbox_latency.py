@@ -18,16 +18,6 @@ from baton.broker import Broker
 from baton.store import PostgresStore
 from baton.whatsapp.client import GraphClient
 from baton.whatsapp.errors import GraphApiError
-from bench.outbox_harness import (
-    coexistence,
-    conversations,
-    customer_id,
-    max_in_window,
-    number_id,
-    publish,
-    request,
-    running_outbox,
-)
 from services.outbox.worker import WorkerConfig
 from simulator import (
     DEV_ACCESS_TOKEN,
@@ -38,6 +28,16 @@ from simulator import (
     Simulator,
     SimulatorClient,
     running_simulator,
+)
+from tests.outbox_harness import (
+    coexistence,
+    conversations,
+    customer_id,
+    max_in_window,
+    number_id,
+    publish,
+    request,
+    running_outbox,
 )
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,10 @@ from structlog.typing import EventDict
 from baton.broker import Broker
 from baton.messages import SendText
 from baton.store import PostgresStore
-from bench.outbox_harness import (
+from services.outbox.retry import RetryPolicy
+from services.outbox.worker import WorkerConfig
+from simulator import FaultKind, Simulator
+from tests.outbox_harness import (
     coexistence,
     conversations,
     customer_id,
@@ -21,9 +24,6 @@ from bench.outbox_harness import (
     request,
     running_outbox,
 )
-from services.outbox.retry import RetryPolicy
-from services.outbox.worker import WorkerConfig
-from simulator import FaultKind, Simulator
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration

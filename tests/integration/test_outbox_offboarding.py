@@ -15,7 +15,8 @@ from baton.messages import SendFailed
 from baton.settings import NumbersConfig
 from baton.store import PostgresStore
 from baton.types import Author
-from bench.outbox_harness import (
+from simulator import Simulator
+from tests.outbox_harness import (
     coexistence,
     conversations,
     customer_id,
@@ -24,7 +25,6 @@ from bench.outbox_harness import (
     request,
     running_outbox,
 )
-from simulator import Simulator
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration

@@ -23,16 +23,6 @@ from baton.messages import SendText
 from baton.settings import NumbersConfig
 from baton.store import PostgresStore
 from baton.types import Author
-from bench.outbox_harness import (
-    coexistence,
-    conversations,
-    customer_id,
-    max_in_window,
-    number_id,
-    publish,
-    request,
-    running_outbox,
-)
 from services.outbox import metrics
 from services.outbox.retry import RetryPolicy
 from services.outbox.worker import WorkerConfig
@@ -44,6 +34,16 @@ from simulator import (
     SimConfig,
     Simulator,
     running_simulator,
+)
+from tests.outbox_harness import (
+    coexistence,
+    conversations,
+    customer_id,
+    max_in_window,
+    number_id,
+    publish,
+    request,
+    running_outbox,
 )
 from tests.waiting import eventually
 

@@ -11,7 +11,7 @@ from baton.store import PostgresStore
 from baton.store.outbox_records import ClaimStatus
 from baton.store.records import DeliveryStatus, NewOutbound, StatusUpdate
 from baton.types import Author
-from bench.outbox_harness import customer_id, number_id
+from tests.outbox_harness import customer_id, number_id
 
 pytestmark = pytest.mark.integration
 

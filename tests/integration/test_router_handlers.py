@@ -20,7 +20,6 @@ from baton.settings import Settings
 from baton.store import PostgresStore
 from baton.store.records import NewInbound, NewOutbound
 from baton.types import Author, Mode
-from bench.outbox_harness import customer_id, number_id
 from services.router import metrics
 from services.router.app import RouterApp, bootstrap
 from simulator.webhooks import (
@@ -31,6 +30,7 @@ from simulator.webhooks import (
     status_change,
 )
 from tests.conftest import unique
+from tests.outbox_harness import customer_id, number_id
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration

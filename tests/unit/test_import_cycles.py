@@ -59,3 +59,19 @@ def test_a_type_only_import_closes_a_cycle(tmp_path: Path) -> None:
     assert graph == {"core.notices": {"core.policy"}, "core.policy": {"core.notices"}}
     with pytest.raises(CycleError):
         tuple(TopologicalSorter(graph).static_order())
+
+
+def test_tests_import_no_benchmark_code() -> None:
+    """What tests and benchmarks share lives in tests/ or simulator/, never in bench/."""
+    tests = Path(__file__).resolve().parents[1]
+    offenders = sorted(
+        str(path.relative_to(tests))
+        for path in tests.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "bench")
+        or (
+            isinstance(node, ast.Import)
+            and any(a.name.split(".")[0] == "bench" for a in node.names)
+        )
+    )
+    assert not offenders

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.outbox_harness import max_in_window
 from services.outbox.limiter import (
     SendWindow,
     WindowShape,
@@ -24,6 +23,7 @@ from services.outbox.limiter import (
     call_gap,
     tolerated_jitter,
 )
+from tests.outbox_harness import max_in_window
 
 
 @dataclass(frozen=True)
