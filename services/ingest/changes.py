@@ -43,14 +43,17 @@ def split(payload: Any, received_at: datetime) -> list[OutgoingChange]:
                 raise MalformedWebhook("a change is not an object with a `value` object")
             field = str(change.get("field", ""))
             value: dict[str, Any] = change["value"]
-            body = orjson.dumps(
-                {
-                    "entry_id": entry_id,
-                    "field": field,
-                    "value": value,
-                    "received_at": received_at,
-                }
-            )
+            try:
+                body = orjson.dumps(
+                    {
+                        "entry_id": entry_id,
+                        "field": field,
+                        "value": value,
+                        "received_at": received_at,
+                    }
+                )
+            except orjson.JSONEncodeError as exc:  # orjson parses deeper than it writes
+                raise MalformedWebhook(f"a change cannot be re-encoded: {exc}") from exc
             metadata = value.get("metadata")
             phone_number_id = (
                 metadata.get("phone_number_id") if isinstance(metadata, dict) else None
