@@ -33,7 +33,6 @@ import secrets
 import statistics
 import sys
 import time
-import uuid
 from array import array
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,12 +43,17 @@ import httpx
 from baton.broker import Broker
 from baton.logging import configure_logging
 from baton.messages import ModeChanged
-from baton.store import open_store
 from baton.types import Mode
-from bench._infra import free_port, throwaway_vhost
-from bench.handoff import PG_ADMIN, _admin
-from bench.ingest import _cpu_seconds
-from bench.pipeline import _profile, _summarise_profile
+from bench._infra import (
+    cpu_seconds,
+    database_name,
+    free_port,
+    load_average,
+    percentile,
+    throwaway_database,
+    throwaway_vhost,
+)
+from bench._profiling import py_spy, summarise_profile
 from devstack import REPO_ROOT, ServiceSpec, Stack
 
 NUMBERS = [f"9200000000{i:05d}" for i in range(5)]
@@ -57,22 +61,11 @@ AT = b'"at":"'
 TAIL = 2.0  # seconds after the last event, for the stragglers
 
 
-def _load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
 def _rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
-
-
-def _pct(values: list[float] | array[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
 # --- the SSE clients (run in child processes) ---------------------------------------------------
@@ -188,8 +181,8 @@ class Phase:
             f"{name}: {self.agents} agents, {self.published} events"
             f" ({self.published / (self.elapsed - TAIL):.1f}/s), {self.events} deliveries"
             f" ({self.events / (self.elapsed - TAIL):.0f}/s), {missing} missing, {self.resets} resets;"
-            f" event→delivery p50 {_pct(self.latencies, 50) * 1000:.1f} ms"
-            f" p99 {_pct(self.latencies, 99) * 1000:.1f} ms"
+            f" event→delivery p50 {percentile(self.latencies, 50) * 1000:.1f} ms"
+            f" p99 {percentile(self.latencies, 99) * 1000:.1f} ms"
             f" max {max(self.latencies, default=float('nan')) * 1000:.1f} ms;"
             f" console CPU {self.console_cpu / self.elapsed:.0%} of a core, client procs"
             f" {', '.join(f'{c / self.elapsed:.0%}' for c in self.client_cpu)} of a core;"
@@ -276,12 +269,12 @@ async def _phase(
     await clients.connected()
     clients.measure()
     await asyncio.sleep(0.5)
-    cpu0, began = _cpu_seconds(pid), time.monotonic()
+    cpu0, began = cpu_seconds(pid), time.monotonic()
     published = await _publish(broker, args.rate, seconds, args.conversations)
     await asyncio.sleep(TAIL)  # the tail arrives
     elapsed = time.monotonic() - began
-    console_cpu = _cpu_seconds(pid) - cpu0
-    load = _load()
+    console_cpu = cpu_seconds(pid) - cpu0
+    load = load_average()
     latencies, events, resets, cpus = await clients.stop()
     return Phase(
         len(tokens), published, latencies, events, resets, cpus, console_cpu, elapsed, load
@@ -300,9 +293,8 @@ async def _memory(port: int, pid: int, tokens: list[str], procs: int) -> tuple[i
     return idle, busy
 
 
-async def _run(args: argparse.Namespace, amqp_url: str, pg_url: str, database: str) -> None:
-    store = await open_store(pg_url, migrate=True)
-    await store.close()
+async def _run(args: argparse.Namespace, amqp_url: str, pg_url: str) -> None:
+    database = database_name(pg_url)
     run_dir = REPO_ROOT / ".run" / "bench-fanout" / database
     tokens = {f"agent{i}": secrets.token_hex(16) for i in range(args.agents)}
     port = free_port()
@@ -323,7 +315,7 @@ async def _run(args: argparse.Namespace, amqp_url: str, pg_url: str, database: s
     print(
         f"{args.agents} agents, {args.conversations} conversations, {args.rate:g} events/s for"
         f" {args.seconds:g} s (baseline: 1 agent, {args.baseline_seconds:g} s);"
-        f" {args.client_procs} client processes; {os.cpu_count()} cores; load average {_load()}",
+        f" {args.client_procs} client processes; {os.cpu_count()} cores; load average {load_average()}",
         flush=True,
     )
     stack = Stack([spec], env, run_dir)
@@ -343,22 +335,22 @@ async def _run(args: argparse.Namespace, amqp_url: str, pg_url: str, database: s
         print(
             f"memory: console RSS {idle} KiB idle with 0 connections, {busy} KiB with"
             f" {args.agents} idle connections: {per:.1f} KiB per connection; load average"
-            f" {_load()}",
+            f" {load_average()}",
             flush=True,
         )
         profiler = None
         if args.profile:
-            profiler = _profile(pid, max(5.0, args.seconds - 5), run_dir / "profile.txt")
+            profiler = py_spy(pid, max(5.0, args.seconds - 5), run_dir / "profile.txt")
         fanout = await _phase(args, broker, port, pid, all_tokens, args.seconds)
         print(fanout.line("fan-out"), flush=True)
         for p in (50, 99):
-            b, f = _pct(baseline.latencies, p), _pct(fanout.latencies, p)
+            b, f = percentile(baseline.latencies, p), percentile(fanout.latencies, p)
             print(f"p{p}: fan-out / baseline = {f / b:.1f}x ({f * 1000:.1f} / {b * 1000:.1f} ms)")
         cpu_per = fanout.console_cpu / max(fanout.events, 1) * 1e6
         base_per = baseline.console_cpu / max(baseline.events, 1) * 1e6
         print(
             f"console CPU per delivery: {cpu_per:.0f} µs fan-out vs {base_per:.0f} µs baseline;"
-            f" goal p99 < 250 ms: {'met' if _pct(fanout.latencies, 99) < 0.25 else 'MISSED'},"
+            f" goal p99 < 250 ms: {'met' if percentile(fanout.latencies, 99) < 0.25 else 'MISSED'},"
             f" < 50 KiB per idle connection: {'met' if per < 50 else 'MISSED'}"
         )
         if fanout.latencies:
@@ -370,7 +362,7 @@ async def _run(args: argparse.Namespace, amqp_url: str, pg_url: str, database: s
                 print(f"  {line}")
         if profiler is not None:
             profiler.wait(timeout=60)
-            _summarise_profile(run_dir / "profile.txt")
+            summarise_profile(run_dir / "profile.txt")
     finally:
         await broker.close()
         print(f"exit codes {stack.stop()}")
@@ -392,14 +384,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the console in fan-out")
     args = parser.parse_args()
     configure_logging("bench", level="WARNING")
-    database = f"baton_fanout_{uuid.uuid4().hex[:8]}"
-    pg_url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{database}"
-    try:
-        asyncio.run(_admin(f'CREATE DATABASE "{database}"'))
-        with throwaway_vhost("baton-bench") as amqp_url:
-            asyncio.run(_run(args, amqp_url, pg_url, database))
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    with throwaway_database("baton_fanout") as pg_url, throwaway_vhost("baton-bench") as amqp_url:
+        asyncio.run(_run(args, amqp_url, pg_url))
 
 
 if __name__ == "__main__":

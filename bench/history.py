@@ -32,7 +32,7 @@ from baton.broker import Broker
 from baton.logging import configure_logging
 from baton.store import open_store
 from baton.store.history_records import HistoryRow
-from bench._infra import free_port, throwaway_vhost
+from bench._infra import cpu_seconds, free_port, throwaway_vhost
 from devstack import REPO_ROOT
 from services.history.backlog import thread_rows
 from simulator.backlog import Backlog, BacklogSpec, signed
@@ -172,11 +172,6 @@ async def _stored(url: str) -> int:
         await conn.close()
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def _peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -263,7 +258,7 @@ async def pipeline(
             await asyncio.sleep(0.2)
         elapsed = time.perf_counter() - started
         assert stored == total, stored
-        ingest_cpu, history_cpu = (_cpu_seconds(p.pid) for p in procs)
+        ingest_cpu, history_cpu = (cpu_seconds(p.pid) for p in procs)
         print(
             f"  CPU seconds: ingest {ingest_cpu:.1f}, history {history_cpu:.1f}"
             f" ({history_cpu / total * 1e6:.1f} µs per message)",

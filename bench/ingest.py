@@ -25,7 +25,6 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import aio_pika
 import httpx
@@ -33,18 +32,12 @@ import uvloop
 
 from baton.broker import QUEUES, Broker
 from baton.whatsapp.signature import sign
-from bench._infra import free_port, throwaway_vhost
+from bench._infra import cpu_seconds, free_port, load_average, throwaway_vhost
 from bench.loadgen import Result, paced, post_request, saturate
 from devstack import REPO_ROOT
 from simulator.webhooks import customer_text, envelope, meta_json
 
 SECRET = "bench-app-secret"
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _webhook() -> bytes:
@@ -81,9 +74,9 @@ async def _measure(
     port = server.port
     await saturate(port, lambda: request, connections=connections, seconds=1.0)  # warm-up
     await reset()
-    cpu_before = _cpu_seconds(server.pid)
+    cpu_before = cpu_seconds(server.pid)
     peak = await saturate(port, lambda: request, connections=connections, seconds=seconds)
-    cpu = _cpu_seconds(server.pid) - cpu_before
+    cpu = cpu_seconds(server.pid) - cpu_before
     await reset()
     half = await paced(
         port, lambda: request, rate=peak.rate / 2, seconds=seconds, connections=connections
@@ -138,7 +131,7 @@ async def _run(
     print(
         f"one {len(body)}-byte signed webhook, {connections} connections,"
         f" {seconds:.0f} s per phase, {os.cpu_count()} cores,"
-        f" load average {_load()} at start"
+        f" load average {load_average()} at start"
     )
     print("endpoint  saturated  CPU/req (util)  latency at half of it (open loop)")
     peak, _ = await _measure(
@@ -150,11 +143,9 @@ async def _run(
         )
         print(f"ratio traced/ingest: {with_spans.rate / peak.rate:.2f}")
     baseline, _ = await _measure("bare", bare, signed, seconds, connections, _nothing)
-    print(f"ratio ingest/bare: {peak.rate / baseline.rate:.2f}; load average {_load()} at end")
-
-
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"ratio ingest/bare: {peak.rate / baseline.rate:.2f}; load average {load_average()} at end"
+    )
 
 
 def _serve_and_measure(amqp_url: str, args: argparse.Namespace) -> None:

@@ -33,27 +33,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvloop
 
 from baton.logging import configure_logging
-from baton.store import open_store
 from baton.whatsapp.signature import sign
-from bench._infra import free_port, throwaway_vhost
-from bench.handoff import PG_ADMIN, _admin
-from bench.ingest import _cpu_seconds, _wait_up
+from bench._infra import (
+    cpu_seconds,
+    database_name,
+    free_port,
+    load_average,
+    percentile,
+    throwaway_database,
+    throwaway_vhost,
+)
+from bench._profiling import py_spy, summarise_profile
+from bench.ingest import _wait_up
 from bench.loadgen import Result, paced, post_request
 from devstack import GRAPH_API_VERSION, REPO_ROOT, ServiceSpec, Stack
 from simulator import Outcome, SentMessage, SimulatorClient
@@ -63,17 +67,6 @@ SECRET = "bench-pipeline-secret"
 NUMBERS = [f"9100000000{i:05d}" for i in range(20)]
 TOKEN = re.compile(r"q(\d+)x(\d+)")
 SERVICES = ("ingest", "router", "bot", "outbox")
-
-
-def _load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 @dataclass
@@ -180,7 +173,7 @@ def _cpu(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
         with contextlib.suppress(OSError):  # a backend that exited meanwhile
-            total += _cpu_seconds(pid)
+            total += cpu_seconds(pid)
     return total
 
 
@@ -221,50 +214,6 @@ async def _drive(
         for status, n in r.by_status.items():
             merged.by_status[status] = merged.by_status.get(status, 0) + n
     return merged
-
-
-def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
-    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
-    if spy is None:
-        print("--profile: py-spy not found (.venv/bin/pip install py-spy)")
-        return None
-    argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200"]
-    return subprocess.Popen(
-        [*argv, "--format", "raw", "--nonblocking", "--output", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _frame(raw: str) -> str:
-    """`func (path/to/module.py:123)` → `func (module.py)`, so lines of one function merge."""
-    name, _, where = raw.partition(" (")
-    return f"{name} ({Path(where.rsplit(':', 1)[0]).name})" if where else name
-
-
-def _summarise_profile(path: Path, top: int = 15) -> None:
-    own: collections.Counter[str] = collections.Counter()
-    inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        n = int(count)
-        total += n
-        frames = [_frame(f) for f in stack.split(";")]
-        own[frames[-1]] += n
-        for f in set(frames):
-            inclusive[f] += n
-    if not total:
-        print("profile: no samples")
-        return
-    print(f"profile: {total} samples; own time (leaf frames):")
-    for f, n in own.most_common(top):
-        print(f"  {n / total:6.1%}  {f}")
-    print("inclusive time (frames on the stack):")
-    for f, n in inclusive.most_common(top + 10):
-        print(f"  {n / total:6.1%}  {f}")
 
 
 def _latencies(
@@ -308,9 +257,8 @@ async def _baseline(args: argparse.Namespace) -> Result:
         proc.wait(timeout=20)
 
 
-async def _run(args: argparse.Namespace, amqp_url: str, pg_url: str, database: str) -> None:
-    store = await open_store(pg_url, migrate=True)
-    await store.close()
+async def _run(args: argparse.Namespace, amqp_url: str, pg_url: str) -> None:
+    database = database_name(pg_url)
     run_dir = REPO_ROOT / ".run" / "bench-pipeline" / database
     run_dir.mkdir(parents=True, exist_ok=True)
     numbers_file = run_dir / "numbers.toml"
@@ -335,7 +283,7 @@ async def _run(args: argparse.Namespace, amqp_url: str, pg_url: str, database: s
         f" {len(NUMBERS)} numbers, debounce {args.quiet:g} s, LLM {args.llm_ms} ms,"
         f" prefetch {args.prefetch}; ingest x{args.ingests}, router x{args.routers},"
         f" bot x{args.bots}, outbox x{args.outboxes}; {os.cpu_count()} cores;"
-        f" load average {_load()}",
+        f" load average {load_average()}",
         flush=True,
     )
     baseline = await _baseline(args)
@@ -343,7 +291,7 @@ async def _run(args: argparse.Namespace, amqp_url: str, pg_url: str, database: s
         f"baseline (bare endpoint, same paced load, {baseline.elapsed:.0f} s):"
         f" {baseline.ok / baseline.elapsed:.0f} acks/s, ack p50"
         f" {baseline.percentile(50) * 1000:.1f} ms p99 {baseline.percentile(99) * 1000:.1f} ms;"
-        f" load average {_load()}",
+        f" load average {load_average()}",
         flush=True,
     )
 
@@ -368,7 +316,7 @@ async def _run(args: argparse.Namespace, amqp_url: str, pg_url: str, database: s
             await asyncio.sleep(1.0)
             await _replies(sim, seen)
         print(
-            f"warm-up: {warm_result.ok} messages, {len(seen)} replies; load average {_load()}",
+            f"warm-up: {warm_result.ok} messages, {len(seen)} replies; load average {load_average()}",
             flush=True,
         )
         warm_seq = seen[-1].seq if seen else 0
@@ -382,14 +330,14 @@ async def _run(args: argparse.Namespace, amqp_url: str, pg_url: str, database: s
 
             async def start_profile() -> subprocess.Popen[bytes] | None:
                 await asyncio.sleep(min(10.0, args.seconds / 4))
-                return _profile(stack.processes[name].pid, 20, profile_out)
+                return py_spy(stack.processes[name].pid, 20, profile_out)
 
             profiling = asyncio.create_task(start_profile())
         cpu_before = _cpu_snapshot(stack, database)
         began = time.time()
         result = await _drive(ingest_ports, customers, args.rate, args.seconds, args.connections)
         cpu_after = _cpu_snapshot(stack, database)
-        load_end = _load()
+        load_end = load_average()
         if args.profile:
             profiler = await profiling
         seen = []
@@ -434,7 +382,7 @@ async def _run(args: argparse.Namespace, amqp_url: str, pg_url: str, database: s
     print(f"  all but RabbitMQ: {total / messages * 1e6:.0f} µs per message")
     if profiler is not None:
         profiler.wait(timeout=60)
-        _summarise_profile(run_dir / "profile.txt")
+        summarise_profile(run_dir / "profile.txt")
 
 
 def _report(
@@ -468,13 +416,13 @@ def _report(
     head = _window(timed, 0, 10)
     print(
         f"Baton's added latency (reply at simulator - sent - debounce - LLM = - {offset:.2f} s):"
-        f" p50 {_pct(values, 50) * 1000:.0f} ms  p99 {_pct(values, 99) * 1000:.0f} ms"
+        f" p50 {percentile(values, 50) * 1000:.0f} ms  p99 {percentile(values, 99) * 1000:.0f} ms"
         f"  max {max(values, default=float('nan')) * 1000:.0f} ms"
         f"  mean {statistics.fmean(values) * 1000 if values else float('nan'):.0f} ms"
     )
     print(
-        f"  first 10 s p99 {_pct(head, 99) * 1000:.0f} ms; last 10 s p50"
-        f" {_pct(tail, 50) * 1000:.0f} ms p99 {_pct(tail, 99) * 1000:.0f} ms"
+        f"  first 10 s p99 {percentile(head, 99) * 1000:.0f} ms; last 10 s p50"
+        f" {percentile(tail, 50) * 1000:.0f} ms p99 {percentile(tail, 99) * 1000:.0f} ms"
     )
     base_rate = baseline.ok / baseline.elapsed if baseline.ok else float("nan")
     print(
@@ -505,13 +453,8 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("bench", level="WARNING")
 
-    database = f"baton_pipe_{uuid.uuid4().hex[:8]}"
-    pg_url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{database}"
-    try:
-        with throwaway_vhost("baton-bench") as amqp_url:
-            uvloop.run(_run(args, amqp_url, pg_url, database))
-    finally:
-        uvloop.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    with throwaway_database("baton_pipe") as pg_url, throwaway_vhost("baton-bench") as amqp_url:
+        uvloop.run(_run(args, amqp_url, pg_url))
 
 
 if __name__ == "__main__":
