@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -71,16 +71,15 @@ class HubEvent:
     phone_number_id: PhoneNumberId | None
     conversation_id: ConversationId | None
     # The event as SSE, encoded once for every client (not once per client).
-    frame: bytes = b""
+    frame: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.frame:
-            frame = b"id: %s\nevent: %s\ndata: %s\n\n" % (
-                self.id.encode(),
-                self.type.encode(),
-                self.data,
-            )
-            object.__setattr__(self, "frame", frame)
+        frame = b"id: %s\nevent: %s\ndata: %s\n\n" % (
+            self.id.encode(),
+            self.type.encode(),
+            self.data,
+        )
+        object.__setattr__(self, "frame", frame)
 
     @classmethod
     def of(cls, logged: LoggedEvent) -> HubEvent:
@@ -123,7 +122,8 @@ class Subscription:
         self._ended = False
         self._held: list[HubEvent] | None = None  # live events kept aside while replaying
         self._last_seq = 0
-        self._back: list[Item] = []  # taken from the queue by `ready`, not an event
+        # Taken from the queue by `ready` but not an event (a reset, or the end: None).
+        self._back: list[Item] = []
 
     def offer(self, event: HubEvent) -> bool:
         """Queue `event` for this client if it wants it; whether it was queued."""
@@ -184,7 +184,7 @@ class Subscription:
         item = self._queue.get_nowait()
         if isinstance(item, HubEvent):
             return item
-        self._back.append(item)  # a reset or the end: `get` returns it next
+        self._back.append(item)  # `get` returns it next
         return None
 
     async def get(self, timeout: float) -> Item | TimeoutError:
@@ -389,14 +389,10 @@ async def sse_stream(
             if isinstance(item, TimeoutError):
                 yield b": keep-alive\n\n"
             elif isinstance(item, HubEvent):
-                more = subscription.ready()
-                if more is None:
-                    yield item.frame
-                    continue
-                frames = [item.frame, more.frame]
+                frames = [item.frame]
                 while len(frames) < COALESCE and (more := subscription.ready()) is not None:
                     frames.append(more.frame)
-                yield b"".join(frames)
+                yield b"".join(frames)  # one frame: joined without a copy
             elif isinstance(item, Reset):
                 yield b"event: reset\ndata: {}\n\n"
             else:
