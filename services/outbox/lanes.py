@@ -91,7 +91,7 @@ class Lanes(Generic[H]):
             elif self._fresh_ready:
                 ready_at = lane.blocked_until
             else:
-                ready_at = max(lane.blocked_until, self._bucket(head, now).available_at(now))
+                ready_at = max(lane.blocked_until, self._bucket(lane.pair, now).available_at(now))
             if ready_at <= now:
                 if best is None or head.seq < best.seq:
                     best = head
@@ -110,7 +110,7 @@ class Lanes(Generic[H]):
 
     def called(self, item: Pending[H], now: float) -> None:
         """The head's Graph API call starts now: its customer spends a pair token."""
-        self._bucket(item, now).take(now)
+        self._bucket(self._lane(item).pair, now).take(now)
 
     def finish(self, item: Pending[H], now: float, *, done: bool) -> None:
         """The head is back: `done` removes it, else it stays first in its lane."""
@@ -121,7 +121,7 @@ class Lanes(Generic[H]):
             self._count -= 1
             if not lane.items:
                 del self._lanes[item.send.conversation_id]
-                self._forget_full_bucket(item, now)
+                self._forget_full_bucket(lane.pair, now)
 
     def block(self, item: Pending[H], until: float) -> None:
         lane = self._lane(item)
@@ -129,7 +129,7 @@ class Lanes(Generic[H]):
 
     def pair_limited(self, item: Pending[H], now: float) -> None:
         """Meta refused this customer for the pair limit: spend what our bucket thought was left."""
-        self._bucket(item, now).drain(now)
+        self._bucket(self._lane(item).pair, now).drain(now)
 
     def clear(self) -> list[Pending[H]]:
         """Drop every held send (the subscription is gone; the broker has them back)."""
@@ -144,23 +144,21 @@ class Lanes(Generic[H]):
             raise KeyError(f"no lane for conversation {item.send.conversation_id}")
         return lane
 
-    def _bucket(self, item: Pending[H], now: float) -> PairBucket:
-        key = pair_key(item.send)
+    def _bucket(self, key: str, now: float) -> PairBucket:
         bucket = self._pairs.get(key)
         if bucket is None:
             bucket = self._pairs[key] = self._new_bucket(now)
         return bucket
 
-    def _forget_full_bucket(self, item: Pending[H], now: float) -> None:
+    def _forget_full_bucket(self, key: str, now: float) -> None:
         # A full bucket is the same as no bucket: dropping it keeps memory bounded by the
         # customers messaged within the last burst * interval seconds.
-        key = pair_key(item.send)
         bucket = self._pairs.get(key)
         if bucket is not None and bucket.is_full(now):
             del self._pairs[key]
 
     def prune(self, now: float) -> None:
         """Forget refilled buckets of customers with nothing pending."""
-        waiting = {pair_key(i.send) for i in self}
+        waiting = {lane.pair for lane in self._lanes.values()}
         for key in [k for k, b in self._pairs.items() if k not in waiting and b.is_full(now)]:
             del self._pairs[key]
