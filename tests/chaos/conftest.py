@@ -23,14 +23,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from baton.store import open_store
 from devstack import Ports, Stack, plan
+from services.console.agents import DEV_AGENT_ID, DEV_AGENT_TOKEN
 from tests.chaos.report import CaseResult, table, write_doc
 from tests.e2e.conftest import free_port, stack_env
 from tests.faultinfra import PrivateBroker, PrivatePostgres, private_broker, private_postgres
 
 SERVICES = ("ingest", "router", "bot", "outbox", "history", "console")
-DEV_AGENT_TOKEN = "baton-dev-agent-token"  # the console's local development agent
-DEV_AGENT_ID = "dev"
-AGENT_CAPACITY = 100
+AGENT_CAPACITY = 100  # the agent takes over 30 conversations at once in one case
 BOT_PREFIX = "[bot]"
 GRAPH_TIMEOUT_SECONDS = 2.0
 
@@ -179,7 +178,6 @@ async def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
     base: Path = tmp_path_factory.mktemp("chaos")
     numbers = base / "numbers.toml"
     numbers.write_text(_numbers_toml())
-    # The agent takes over 30 conversations at once in one case: more than the default capacity.
     agents = base / "agents.toml"
     agents.write_text(
         f'[agents.{DEV_AGENT_ID}]\ntoken = "{DEV_AGENT_TOKEN}"\nmax_conversations = {AGENT_CAPACITY}\n'

@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from services.bot.texts import PT_BR
+from services.console.agents import DEV_AGENT_TOKEN
 from simulator import Fault, FaultKind, Outcome, SentMessage, SimulatorClient
 from tests.chaos.conftest import (
     BOT_PREFIX,
-    DEV_AGENT_TOKEN,
     GRAPH_TIMEOUT_SECONDS,
     RESULTS,
     Chaos,
