@@ -1,5 +1,6 @@
-"""The pure core imports in one direction: no module of `baton.handoff` reaches itself again
-through its imports (type-only imports count: a cycle there is still a tangle to read)."""
+"""Imports that keep the code readable: no module of the pure core (`baton.handoff`) reaches
+itself again through its imports (type-only imports count: a cycle there is still a tangle to
+read), and tests import nothing from the benchmarks."""
 
 from __future__ import annotations
 
